@@ -1,0 +1,1 @@
+"""The harness: conformance checks, load generation, metrics, reports and the CI gate, over HTTP only."""

@@ -1,0 +1,102 @@
+"""The simulator engine: real chat templates, a deterministic tokenizer, planned text and batch timing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from reference_server.config import SimOptions
+from reference_server.engines.base import (
+    Delta,
+    EngineStats,
+    Message,
+    ModelCard,
+    Prompt,
+    PromptError,
+    SamplingOptions,
+)
+from reference_server.engines.sim import text
+from reference_server.engines.sim.batch import BatchModel
+from reference_server.engines.sim.catalog import SimModel, lookup
+from reference_server.engines.sim.tokenizer import SimTokenizer
+from schemas import ChatTemplateError, render_chat
+
+
+class SimEngine:
+    def __init__(self, model_ids: tuple[str, ...], options: SimOptions) -> None:
+        self._models = {m.id: m for m in lookup(model_ids)}
+        self._tokenizers = {m.id: SimTokenizer(m.special_tokens) for m in self._models.values()}
+        created = int(time.time())
+        self._cards = tuple(ModelCard(m.id, m.max_model_len, created=created) for m in self._models.values())
+        self._options = options
+        self._batch = BatchModel(options)
+        self._aborted: set[str] = set()
+        self._active: set[str] = set()
+        self._finished_total = 0
+        self._aborted_total = 0
+
+    @property
+    def models(self) -> Sequence[ModelCard]:
+        return self._cards
+
+    def model(self, model: str) -> SimModel:
+        return self._models[model]
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for request_id in list(self._active):
+            await self.abort(request_id)
+
+    def apply_chat_template(self, model: str, messages: Sequence[Message]) -> str:
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            return render_chat(self._models[model].family, conversation)
+        except ChatTemplateError as exc:
+            raise PromptError(str(exc)) from None
+
+    def tokenize(self, model: str, text: str) -> Prompt:
+        return Prompt(text, self._tokenizers[model].encode(text))
+
+    async def generate(
+        self, request_id: str, model: str, prompt: Prompt, sampling: SamplingOptions
+    ) -> AsyncIterator[Delta]:
+        planned = text.plan(model, prompt.text, sampling, self._options.output_len_mean)
+        self._active.add(request_id)
+        batch = self._batch
+        loop = asyncio.get_running_loop()
+        entered = False
+        try:
+            await batch.enter()
+            entered = True
+            due = loop.time() + batch.first_token_delay_s(len(prompt.token_ids))
+            last = len(planned.pieces) - 1
+            for i, piece in enumerate(planned.pieces):
+                # A late loop delays the token; it never makes later tokens come in a catch-up burst.
+                now = loop.time()
+                await asyncio.sleep(due - now if due > now else 0)
+                if request_id in self._aborted:
+                    return
+                yield Delta(piece, 1, planned.finish_reason if i == last else None)
+                due = max(due, loop.time()) + batch.inter_token_delay_s()
+            self._finished_total += 1
+        finally:
+            if entered:
+                batch.leave()
+            self._active.discard(request_id)
+            self._aborted.discard(request_id)
+
+    async def abort(self, request_id: str) -> None:
+        if request_id in self._active and request_id not in self._aborted:
+            self._aborted.add(request_id)
+            self._aborted_total += 1
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=self._batch.running,
+            waiting=self._batch.waiting,
+            finished_total=self._finished_total,
+            aborted_total=self._aborted_total,
+        )

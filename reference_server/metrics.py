@@ -1,0 +1,60 @@
+"""Prometheus metrics of one server, in a registry of its own (servers can share a process in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from reference_server.engines.base import EngineStats
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, stats: Callable[[], EngineStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        s = self._stats()
+        yield GaugeMetricFamily("llm_engine_running_sequences", "Sequences the engine is generating now.", s.running)
+        yield GaugeMetricFamily("llm_engine_waiting_sequences", "Sequences queued in the engine.", s.waiting)
+        yield GaugeMetricFamily("llm_engine_aborted_requests", "Engine requests aborted since start.", s.aborted_total)
+
+
+class ServerMetrics:
+    def __init__(self, engine_stats: Callable[[], EngineStats]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "llm_requests", "Requests answered, by endpoint and status.", ["endpoint", "status"], registry=r
+        )
+        self.in_flight = Gauge(
+            "llm_requests_in_flight", "Requests holding a concurrency slot, by key name.", ["key"], registry=r
+        )
+        self.rate_limited = Counter("llm_rate_limited", "Requests rejected with 429, by key name.", ["key"], registry=r)
+        self.prompt_tokens = Counter("llm_prompt_tokens", "Prompt tokens processed.", registry=r)
+        self.completion_tokens = Counter("llm_completion_tokens", "Completion tokens generated.", registry=r)
+        self.ttft = Histogram(
+            "llm_time_to_first_token_seconds",
+            "Time from request to first token written.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "llm_request_duration_seconds",
+            "Time from request to last byte written.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        r.register(_EngineCollector(engine_stats))
+
+    def set_in_flight(self, key_name: str, value: int) -> None:
+        self.in_flight.labels(key_name).set(value)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,120 @@
+"""Response shapes under the two profiles: `anyscale` (the spec page) and `openai`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from reference_server.engines.base import FinishReason
+from reference_server.protocol import Kind
+from schemas import Profile
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+def new_id(profile: Profile, kind: Kind, model: str) -> str:
+    suffix = os.urandom(16).hex()
+    if profile == "anyscale":
+        return f"{model}-{suffix}"
+    return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{suffix}"
+
+
+def response_object(profile: Profile, kind: Kind) -> str:
+    return "chat.completion" if profile == "openai" and kind == "chat" else "text_completion"
+
+
+def chunk_object(profile: Profile, kind: Kind) -> str:
+    return "chat.completion.chunk" if profile == "openai" and kind == "chat" else "text_completion"
+
+
+def response_body(
+    profile: Profile,
+    kind: Kind,
+    ident: str,
+    created: int,
+    model: str,
+    text: str,
+    finish: FinishReason,
+    usage: Usage,
+) -> dict[str, Any]:
+    choice: dict[str, Any] = (
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        if kind == "chat"
+        else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    )
+    return {
+        "id": ident,
+        "object": response_object(profile, kind),
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage.as_dict(),
+    }
+
+
+class ChunkStream:
+    """Builds the SSE events of one streamed response: every chunk shares `id` and `created`.
+
+    `anyscale` puts `usage` on the chunk that carries the finish reason; `openai` sends it only when asked
+    (`stream_options.include_usage`), in a last chunk with `choices: []`, and `usage: null` on the others.
+    """
+
+    def __init__(self, profile: Profile, kind: Kind, ident: str, created: int, model: str, include_usage: bool) -> None:
+        self.kind = kind
+        self.profile = profile
+        self.include_usage = include_usage
+        self.head: dict[str, Any] = {
+            "id": ident,
+            "object": chunk_object(profile, kind),
+            "created": created,
+            "model": model,
+        }
+        self._usage_null = profile == "openai" and include_usage
+
+    def role_chunk(self) -> dict[str, Any]:
+        chunk = {
+            **self.head,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        }
+        if self._usage_null:
+            chunk["usage"] = None
+        return chunk
+
+    def delta_chunk(self, text: str, finish: FinishReason | None, usage: Usage | None) -> dict[str, Any]:
+        choice: dict[str, Any] = (
+            {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+            if self.kind == "chat"
+            else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        )
+        chunk = {**self.head, "choices": [choice]}
+        if self.profile == "anyscale" and finish is not None and usage is not None:
+            chunk["usage"] = usage.as_dict()
+        elif self._usage_null:
+            chunk["usage"] = None
+        return chunk
+
+    def usage_chunk(self, usage: Usage) -> dict[str, Any] | None:
+        """The trailing usage-only chunk, where the profile has one."""
+        if not self._usage_null:
+            return None
+        return {**self.head, "choices": [], "usage": usage.as_dict()}
+
+
+def sse(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"

@@ -1,0 +1,54 @@
+"""Ground-truth timings: when the server received a request and wrote each of its chunks.
+
+Kept only for requests that ask (`x-trace-timing: 1`), in a bounded store, so the hot path pays nothing
+otherwise. Timestamps are `time.perf_counter_ns()`, which on Linux reads CLOCK_MONOTONIC: the same clock in
+every process of the machine, so a client on the same host can subtract them from its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+HEADER = "x-trace-timing"
+
+
+@dataclass(slots=True)
+class Trace:
+    received_ns: int
+    chunk_ns: list[int] = field(default_factory=list)
+    first_token_ns: int | None = None
+    end_ns: int | None = None
+
+    def mark_chunk(self, has_token: bool) -> None:
+        now = time.perf_counter_ns()
+        self.chunk_ns.append(now)
+        if has_token and self.first_token_ns is None:
+            self.first_token_ns = now
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received_ns": self.received_ns,
+            "first_token_ns": self.first_token_ns,
+            "chunk_ns": self.chunk_ns,
+            "end_ns": self.end_ns,
+            "clock": "CLOCK_MONOTONIC",
+        }
+
+
+class TraceStore:
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._traces: OrderedDict[str, Trace] = OrderedDict()
+
+    def start(self, request_id: str, received_ns: int) -> Trace:
+        trace = Trace(received_ns)
+        self._traces[request_id] = trace
+        while len(self._traces) > self._capacity:
+            self._traces.popitem(last=False)
+        return trace
+
+    def get(self, request_id: str) -> Trace | None:
+        return self._traces.get(request_id)

