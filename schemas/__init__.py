@@ -29,6 +29,20 @@ SPECIAL_TOKENS: Mapping[ChatFamily, Mapping[str, str]] = {
 }
 
 
+def family_for_model(model: str) -> ChatFamily | None:
+    """The chat-template family of a model id, by the naming conventions of the spec's model families."""
+    name = model.lower()
+    if "llama-3" in name or "llama3" in name:
+        return "llama3"
+    if "llama-2" in name or "llama2" in name or "codellama" in name:
+        return "llama2"
+    if "mistral" in name or "mixtral" in name:
+        return "mistral"
+    if "smollm" in name or "hermes" in name or "qwen" in name or "chatml" in name:
+        return "chatml"
+    return None
+
+
 class ChatTemplateError(ValueError):
     """The family's template rejects the conversation (for example roles that do not alternate)."""
 

@@ -1,0 +1,156 @@
+"""The endpoint under test, and launching the reference server as a subprocess when none is given.
+
+The harness talks to servers over HTTP only: the reference server is started as `python -m reference_server`,
+never imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas import Profile
+
+DEFAULT_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+EMBEDDED_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_READY = re.compile(r"reference server ready at (http://\S+)/v1")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where requests go: `base_url` ends in `/v1`, as the OpenAI SDK and the spec's ANYSCALE_BASE_URL have it."""
+
+    base_url: str
+    api_key: str
+    model: str
+    profile: Profile = "anyscale"
+    concurrency_limit: int = 30
+    api_key_2: str | None = None
+    description: str = ""
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url.removesuffix("/").removesuffix("/v1")
+
+
+@dataclass(slots=True)
+class LaunchedServer:
+    target: Target
+    process: subprocess.Popen[str]
+    log_path: Path | None
+    log_lines: list[str] = field(default_factory=list)
+
+
+def new_key() -> str:
+    return "esecret_" + secrets.token_urlsafe(18)
+
+
+@contextlib.contextmanager
+def launch_reference_server(
+    *,
+    engine: str = "sim",
+    profile: Profile = "anyscale",
+    concurrency_limit: int = 30,
+    model: str | None = None,
+    extra_args: Sequence[str] = (),
+    keys: int = 2,
+    startup_timeout_s: float = 600.0,
+    log_path: Path | None = None,
+) -> Iterator[LaunchedServer]:
+    """Start `python -m reference_server` on a free port of 127.0.0.1, wait until it serves, stop it after.
+
+    Yields the running server with a Target carrying its URL and the keys it was started with (a second key
+    is made so that key isolation can be checked).
+    """
+    api_keys = [new_key() for _ in range(keys)]
+    argv = [
+        sys.executable,
+        "-m",
+        "reference_server",
+        "--engine",
+        engine,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--profile",
+        profile,
+        "--concurrency-limit",
+        str(concurrency_limit),
+        "--grace-period",
+        "5",
+    ]
+    for key in api_keys:
+        argv += ["--api-key", key]
+    if model is not None:
+        argv += ["--model", model]
+    argv += list(extra_args)
+    env = {k: v for k, v in os.environ.items() if k not in ("ANYSCALE_API_KEY", "REFERENCE_SERVER_API_KEYS")}
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    launched = LaunchedServer(
+        Target(
+            "",
+            api_keys[0],
+            model or (EMBEDDED_MODEL if engine == "vllm" else DEFAULT_MODEL),
+            profile,
+            concurrency_limit,
+            api_keys[1] if keys > 1 else None,
+            f"reference server ({engine}, pid {process.pid})",
+        ),
+        process,
+        log_path,
+    )
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        # Keep draining stderr for the server's whole life, or a chatty server would block on a full pipe.
+        assert process.stderr is not None
+        sink = log_path.open("a", encoding="utf-8") if log_path is not None else None
+        try:
+            for line in process.stderr:
+                launched.log_lines.append(line)
+                if sink is not None:
+                    sink.write(line)
+                    sink.flush()
+                if not found and (match := _READY.search(line)):
+                    found.append(match.group(1))
+                    ready.set()
+        finally:
+            if sink is not None:
+                sink.close()
+            ready.set()
+
+    threading.Thread(target=pump, name="reference-server-log", daemon=True).start()
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while not ready.wait(0.1):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the reference server did not start within {startup_timeout_s:.0f} s")
+        if not found:
+            tail = "".join(launched.log_lines[-30:])
+            raise RuntimeError(f"the reference server exited (code {process.wait()}) before serving:\n{tail}")
+        t = launched.target
+        launched.target = Target(
+            f"{found[0]}/v1", t.api_key, t.model, t.profile, t.concurrency_limit, t.api_key_2, t.description
+        )
+        yield launched
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
