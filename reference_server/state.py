@@ -30,9 +30,8 @@ class ServerState:
 
 
 STATE = web.AppKey("state", ServerState)
-API_KEY = "api_key"  # request-scoped: the authenticated ApiKey
+API_KEY = web.RequestKey("api_key", ApiKey)  # the authenticated key of a request
 
 
 def request_key(request: web.Request) -> ApiKey:
-    key: ApiKey = request[API_KEY]
-    return key
+    return request[API_KEY]

@@ -67,7 +67,7 @@ class SimEngine:
         self._active.add(request_id)
         batch = self._batch
         loop = asyncio.get_running_loop()
-        entered = False
+        entered = completed = False
         try:
             await batch.enter()
             entered = True
@@ -81,17 +81,21 @@ class SimEngine:
                     return
                 yield Delta(piece, 1, planned.finish_reason if i == last else None)
                 due = max(due, loop.time()) + batch.inter_token_delay_s()
-            self._finished_total += 1
+            completed = True
         finally:
+            # Whatever ended the request early (abort, cancellation, a consumer that stopped) counts as an abort.
+            if completed:
+                self._finished_total += 1
+            else:
+                self._aborted_total += 1
             if entered:
                 batch.leave()
             self._active.discard(request_id)
             self._aborted.discard(request_id)
 
     async def abort(self, request_id: str) -> None:
-        if request_id in self._active and request_id not in self._aborted:
+        if request_id in self._active:
             self._aborted.add(request_id)
-            self._aborted_total += 1
 
     def stats(self) -> EngineStats:
         return EngineStats(

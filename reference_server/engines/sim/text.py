@@ -30,6 +30,10 @@ _WORDS = (
 _VOCAB: tuple[str, ...] = (*(f" {w}" for w in _WORDS.split()), ".", ",", ".", "!", "?", ";", ":")
 
 
+# Real chat models rarely stop after a handful of tokens; neither does the simulator.
+_MIN_NATURAL = 8
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The whole output of one request: its token pieces and how it ends."""
@@ -53,7 +57,7 @@ def plan(model: str, prompt: str, sampling: SamplingOptions, mean_length: int) -
     before it.
     """
     rng = _rng(model, prompt, sampling)
-    natural = max(1, sampling.min_tokens, int(rng.expovariate(1.0 / mean_length)) + 1)
+    natural = max(sampling.min_tokens, _MIN_NATURAL + int(rng.expovariate(1.0 / max(mean_length - _MIN_NATURAL, 1))))
     finish: FinishReason
     if sampling.ignore_eos or natural > sampling.max_tokens:
         count, finish = sampling.max_tokens, "length"
