@@ -71,6 +71,10 @@ def _schema_error(exc: fastjsonschema.JsonSchemaValueException) -> APIError:
     param = ""
     for part in path:
         param += f"[{part}]" if part.isdigit() else (f".{part}" if param else part)
+    if exc.rule == "required" and isinstance(exc.value, dict):
+        missing = next(name for name in exc.rule_definition if name not in exc.value)
+        param = f"{param}.{missing}" if param else missing
+        return bad_request(f"Missing required parameter '{param}'.", param=param)
     message = exc.message.replace("data.", "", 1) if exc.message.startswith("data.") else exc.message
     if not path:
         message = message.replace("data ", "the request ", 1)

@@ -53,11 +53,11 @@ def chat_with(**fields: Any) -> bytes:
         (chat_with(n=2), "n"),
         (chat_with(messages=[]), "messages"),
         (chat_with(messages=[{"role": "wizard", "content": "x"}]), "messages[0].role"),
-        (chat_with(messages=[{"content": "x"}]), "messages[0]"),
+        (chat_with(messages=[{"content": "x"}]), "messages[0].role"),
         (chat_with(messages="Hi"), "messages"),
         (chat_with(stream="yes"), "stream"),
         (chat_with(stop=[1, 2]), "stop"),
-        (b'{"messages": [{"role": "user", "content": "Hi"}]}', None),
+        (b'{"messages": [{"role": "user", "content": "Hi"}]}', "model"),
         (chat_with(max_tokens=10**30), None),  # an integer beyond 64 bits
     ],
 )
@@ -149,10 +149,12 @@ async def test_unknown_fault_is_refused_only_when_faults_are_enabled(
             headers={**auth(), **JSON, "x-fault": "nonsense"},
         )
         assert status == 400 and error["param"] == "x-fault"
-    async with server_factory() as server:  # faults off: the header means nothing
-        async with http.post(
+    async with (
+        server_factory() as server,  # faults off: the header means nothing
+        http.post(
             f"{server.base_url}/v1/chat/completions",
             data=chat_with(max_tokens=2),
             headers={**auth(), **JSON, "x-fault": "error_500"},
-        ) as r:
-            assert r.status == 200
+        ) as r,
+    ):
+        assert r.status == 200

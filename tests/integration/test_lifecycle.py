@@ -87,13 +87,15 @@ async def test_keys_file_with_digests_and_per_key_limits(procs: list[Proc], tmp_
     p = Proc("--keys-file", str(keys_file))
     procs.append(p)
     assert "readable by group or others" in p.log
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{p.url}/v1/completions",
             headers={"Authorization": f"Bearer {secret}"},
             json={"model": MODEL, "prompt": "x", "max_tokens": 1},
-        ) as r:
-            assert r.status == 200 and r.headers["x-concurrency-limit"] == "7"
+        ) as r,
+    ):
+        assert r.status == 200 and r.headers["x-concurrency-limit"] == "7"
     assert p.stop() == 0
     assert secret not in p.log
 

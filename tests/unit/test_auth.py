@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from reference_server.auth import KeyRing
+from reference_server.config import ApiKey, digest
+from reference_server.errors import APIError
+
+RING = KeyRing([ApiKey("a", digest("esecret_a_key_1234")), ApiKey("b", digest("esecret_b_key_5678"), 3)])
+
+
+def test_bearer_key_is_found_by_digest() -> None:
+    assert RING.authenticate("Bearer esecret_a_key_1234").name == "a"
+    assert RING.authenticate("bearer esecret_b_key_5678").concurrency_limit == 3
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer esecret_wrong", "Basic esecret_a_key_1234", "esecret_a_key_1234"]
+)
+def test_missing_malformed_or_wrong_keys_are_401_without_echoing_the_key(header: str | None) -> None:
+    with pytest.raises(APIError) as caught:
+        RING.authenticate(header)
+    assert caught.value.status == 401 and caught.value.code == "invalid_api_key"
+    assert "key_1234" not in caught.value.message and "wrong" not in caught.value.message
+
+
+def test_only_digests_are_kept() -> None:
+    assert all(len(k.sha256) == 32 for k in RING.keys)
+
+
+def test_an_empty_keyring_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        KeyRing([])
