@@ -69,7 +69,11 @@ async def _envelope(request: web.Request, handler: Handler) -> web.StreamRespons
                     code="shutting_down",
                     headers={"Connection": "close", "Retry-After": "1"},
                 )
-            request[API_KEY] = state.keyring.authenticate(request.headers.get("Authorization"))
+            authorization = request.headers.get("Authorization")
+            if plan := _fault(request):
+                request[API_KEY] = plan.authenticate(state.keyring, authorization)
+            else:
+                request[API_KEY] = state.keyring.authenticate(authorization)
         response = await handler(request)
         status = response.status
         return response
@@ -97,10 +101,18 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def _fault(request: web.Request) -> faults.FaultPlan | None:
+    enabled = request.app[STATE].config.enable_faults
+    return faults.parse(request.headers.get(faults.HEADER)) if enabled else None
+
+
 async def _models(request: web.Request) -> web.Response:
     cards = request.app[STATE].cards.values()
     data = [{"id": c.id, "object": "model", "created": c.created, "owned_by": c.owned_by} for c in cards]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+    body: dict[str, object] = {"object": "list", "data": data}
+    if plan := _fault(request):
+        body = plan.model_list(body)
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 async def _model(request: web.Request) -> web.Response:
@@ -109,6 +121,8 @@ async def _model(request: web.Request) -> web.Response:
     if card is None:
         raise not_found(f"The model `{name}` does not exist.", param="model", code="model_not_found")
     body = {"id": card.id, "object": "model", "created": card.created, "owned_by": card.owned_by}
+    if plan := _fault(request):
+        body = plan.model_card(body)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 

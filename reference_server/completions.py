@@ -24,7 +24,6 @@ from reference_server.limiter import Slot
 from reference_server.profile import DONE, ChunkStream, Usage, new_id, response_body, sse
 from reference_server.protocol import CompletionRequest, Kind
 from reference_server.state import STATE, ServerState, request_key
-from schemas import SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,16 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
     received_ns = time.perf_counter_ns()
     key = request_key(request)
     fault = faults.parse(request.headers.get(faults.HEADER)) if state.config.enable_faults else None
-    slot = state.limiter.try_acquire(key.name, key.concurrency_limit)
+    limit = key.concurrency_limit or state.limiter.default_limit
+    slots = faults.SlotFaults(fault, state.limiter, state.slot_ledger) if fault is not None else None
+    slot = (
+        slots.acquire(slots.key_name(key.name), limit)
+        if slots is not None
+        else state.limiter.try_acquire(key.name, key.concurrency_limit)
+    )
     if slot is None:
         state.metrics.rate_limited.labels(key.name).inc()
-        limit = key.concurrency_limit or state.limiter.default_limit
-        raise APIError(
+        error = APIError(
             429,
             f"Too many concurrent requests for this API key: the limit is {limit} in flight. "
             "Retry when one of them has finished.",
@@ -56,19 +60,41 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
             code="rate_limit_exceeded",
             headers={"Retry-After": "1", "x-concurrency-limit": str(limit), "x-concurrency-remaining": "0"},
         )
+        raise fault.error(error) if fault is not None else error
+    outcome: faults.Outcome = "failed"
+    streamed = False
     try:
         body = await _read_body(request, state.config.body_timeout_s)
+        if fault is not None:
+            fault.check_request(kind, body)
         req = state.parser.parse(kind, body)
+        streamed = req.stream
         prompt = _prompt(state, req, fault)
         sampling = _sampling(state, req, prompt, fault)
         if fault is not None:
             fault.before_response()
         ident = new_id(state.config.profile, kind, req.model)
+        ident = fault.ident(ident) if fault is not None else ident
         trace = state.traces.start(ident, received_ns) if traces.HEADER in request.headers else None
         run = _Run(state, request, req, slot, ident, prompt, sampling, fault, trace)
-        return await (run.stream() if req.stream else run.respond())
+        try:
+            response = await (run.stream() if req.stream else run.respond())
+        except PromptError as exc:  # the engine refused the request before anything was sent
+            raise bad_request(str(exc), param="messages" if kind == "chat" else "prompt") from None
+        outcome = "finished" if run.completed else "abandoned"
+        return response
+    except asyncio.CancelledError:
+        outcome = "abandoned"
+        raise
+    except APIError as error:
+        if fault is not None:
+            fault.error(error)  # answered wrongly, as the fault says
+        raise
     finally:
-        state.limiter.release(slot)
+        if slots is not None:
+            slots.release(slot, outcome, streamed)
+        else:
+            state.limiter.release(slot)
 
 
 async def _read_body(request: web.Request, timeout_s: float) -> bytes:
@@ -93,9 +119,7 @@ def _prompt(state: ServerState, req: CompletionRequest, fault: FaultPlan | None)
             raise bad_request(str(exc), param="messages") from None
     else:
         assert req.prompt is not None
-        text = req.prompt
-        if fault is not None and fault.fault is Fault.TEMPLATE_COMPLETION:
-            text = SPECIAL_TOKENS["llama3"]["bos_token"] + text
+        text = req.prompt if fault is None else fault.completion_prompt(req.model, req.prompt)
     return engine.tokenize(req.model, text)
 
 
@@ -163,6 +187,7 @@ class _Run:
         self.created = int(time.time())
         self.endpoint = "chat" if req.kind == "chat" else "completion"
         self.started_s = time.perf_counter()
+        self.completed = False  # the last byte was written
 
     def _headers(self, content_type: str) -> dict[str, str]:
         return {
@@ -179,7 +204,7 @@ class _Run:
         finished = False
         try:
             async for delta in generator:
-                yield delta
+                yield delta if self.fault is None else self.fault.delta(delta, bool(self.req.stop))
                 if delta.finish_reason is not None:
                     finished = True
         finally:
@@ -223,6 +248,7 @@ class _Run:
         resp = web.Response(body=orjson.dumps(body), headers=self._headers(_JSON))
         await resp.prepare(self.request)
         await resp.write_eof()
+        self.completed = True
         if self.trace is not None:
             self.trace.first_token_ns = self.trace.end_ns = time.perf_counter_ns()
         self._account(usage, first_token_s)
@@ -276,6 +302,7 @@ class _Run:
                 await emit(usage_chunk, False)
             await resp.write(fault.done() if fault is not None else DONE)
             await resp.write_eof()
+            self.completed = True
         except _InjectedReset:
             if (transport := self.request.transport) is not None:
                 transport.abort()

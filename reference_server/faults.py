@@ -7,11 +7,18 @@ error path can be shown to fire. They are applied where the HTTP layer builds re
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
+import orjson
+
+import schemas
+from reference_server.auth import KeyRing
+from reference_server.config import ApiKey
+from reference_server.engines.base import Delta
 from reference_server.errors import APIError, bad_request
+from reference_server.limiter import ConcurrencyLimiter, Slot
 from reference_server.profile import DONE, sse
 
 HEADER = "x-fault"
@@ -41,6 +48,28 @@ class Fault(StrEnum):
     TEMPLATE_COMPLETION = "template_completion"  # a completion prompt gets a second BOS
     WRONG_FINISH = "wrong_finish"  # finish_reason is a value outside stop/length
     NOT_ENVELOPE = "not_envelope"  # errors are answered as plain text
+    # One per conformance check that no fault above breaks alone (see harness/conformance).
+    UNLISTED_MODEL = "unlisted_model"  # /v1/models lists no model
+    WRONG_MODEL_CARD = "wrong_model_card"  # /v1/models/{id} describes another model
+    NO_CHOICE_INDEX = "no_choice_index"  # non-streamed choices lack `index`
+    NO_CHUNK_INDEX = "no_chunk_index"  # streamed choices lack `index`
+    REPEATED_ID = "repeated_id"  # every response has the same (well-formed) id
+    LENGTH_ON_EOS = "length_on_eos"  # a natural end (EOS, no stop string asked for) is reported as `length`
+    STRICT_ARGS = "strict_args"  # arguments outside the request schema are refused with 400
+    CHANGING_CREATED = "changing_created"  # `created` changes after the first chunk
+    EXTRA_FINISH = "extra_finish"  # an empty chunk with a finish_reason comes before the real last one
+    STREAM_NO_USAGE = "stream_no_usage"  # streams carry no usage (non-streamed responses still do)
+    ZERO_ERROR = "zero_error"  # every chunk carries a zero-valued `error` object, as Go structs do
+    BOS_IF_MISSING = "bos_if_missing"  # a completion prompt without the BOS gets one
+    ALLOW_MISSING_KEY = "allow_missing_key"  # no Authorization header is served as the first key
+    ALLOW_WRONG_KEY = "allow_wrong_key"  # any Bearer key is accepted
+    UNKNOWN_MODEL_400 = "unknown_model_400"  # an unknown model is answered 400 instead of 404
+    STATUS_422 = "status_422"  # invalid requests are answered 422 instead of 400
+    NO_RETRY_AFTER = "no_retry_after"  # 429 without Retry-After
+    SHARED_LIMIT = "shared_limit"  # all keys share one concurrency counter
+    LATE_RELEASE = "late_release"  # a finished request keeps its slot until its key has nothing in flight
+    LEAK_ABANDONED = "leak_abandoned"  # so does a non-streamed request whose client went away
+    REJECT_LEAK = "reject_leak"  # from the Nth rejection in a row, each 429 keeps a slot likewise
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +80,64 @@ class FaultPlan:
     def before_response(self) -> None:
         if self.fault is Fault.ERROR_500:
             raise APIError(500, "Injected fault: internal error.", type="server_error", code="injected_fault")
+
+    def check_request(self, kind: Literal["chat", "completion"], raw: bytes) -> None:
+        """`strict_args`: refuse what the spec says is ignored."""
+        if self.fault is not Fault.STRICT_ARGS:
+            return
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return  # the parser says what is wrong with it
+        name = "chat_completion_request" if kind == "chat" else "completion_request"
+        known = schemas.load(f"requests/{name}.json")["properties"]
+        unknown = sorted(k for k in data if k not in known) if isinstance(data, dict) else []
+        if unknown:
+            raise bad_request(f"Unrecognized request argument supplied: {', '.join(unknown)}", param=unknown[0])
+
+    def error(self, error: APIError) -> APIError:
+        """An error of the completion endpoints, answered wrongly as the fault says."""
+        f = self.fault
+        if f is Fault.UNKNOWN_MODEL_400 and error.status == 404:
+            error.status = 400
+        elif f is Fault.STATUS_422 and error.status == 400:
+            error.status = 422
+        elif f is Fault.NO_RETRY_AFTER and error.status == 429:
+            error.headers = {k: v for k, v in error.headers.items() if k.lower() != "retry-after"}
+        return error
+
+    def ident(self, ident: str) -> str:
+        """`repeated_id`: the same id every time, in the same format (the ids end in 32 hex digits)."""
+        return ident[:-32] + "0" * 32 if self.fault is Fault.REPEATED_ID else ident
+
+    def completion_prompt(self, model: str, prompt: str) -> str:
+        if self.fault is Fault.TEMPLATE_COMPLETION:
+            return schemas.SPECIAL_TOKENS["llama3"]["bos_token"] + prompt
+        if self.fault is Fault.BOS_IF_MISSING:
+            bos = schemas.SPECIAL_TOKENS[schemas.family_for_model(model) or "llama3"]["bos_token"]
+            return prompt if prompt.startswith(bos) else bos + prompt
+        return prompt
+
+    def delta(self, delta: Delta, stop_requested: bool) -> Delta:
+        if self.fault is Fault.LENGTH_ON_EOS and delta.finish_reason == "stop" and not stop_requested:
+            return Delta(delta.text, delta.token_count, "length")
+        return delta
+
+    def model_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "data": []} if self.fault is Fault.UNLISTED_MODEL else body
+
+    def model_card(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "id": body["id"] + "-other"} if self.fault is Fault.WRONG_MODEL_CARD else body
+
+    def authenticate(self, keyring: KeyRing, authorization: str | None) -> ApiKey:
+        try:
+            return keyring.authenticate(authorization)
+        except APIError:
+            if self.fault is Fault.ALLOW_MISSING_KEY and not authorization:
+                return keyring.keys[0]
+            if self.fault is Fault.ALLOW_WRONG_KEY and (authorization or "").lower().startswith("bearer "):
+                return keyring.keys[0]
+            raise
 
     def body(self, body: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed response body, broken as the fault says."""
@@ -77,11 +164,28 @@ class FaultPlan:
             for choice in chunk["choices"]:
                 if choice.get("finish_reason") is not None:
                     choice["finish_reason"] = "eos"
+        if f is Fault.NO_CHUNK_INDEX:
+            chunk = copy.deepcopy(chunk)
+            _break_shape(Fault.NO_CHOICE_INDEX, chunk)
+        if f is Fault.CHANGING_CREATED and index >= 1:
+            chunk = {**chunk, "created": int(chunk["created"]) + 1}
+        if f is Fault.STREAM_NO_USAGE and chunk.get("usage"):
+            if not chunk["choices"]:
+                return []  # the openai profile's usage-only chunk
+            chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        if f is Fault.ZERO_ERROR:
+            chunk = {**chunk, "error": {"message": "", "type": "", "code": 0}}
         event = sse(chunk)
         if f is Fault.NO_BLANK_LINE:
             event = event[:-1]
-        if f is Fault.DOUBLE_FINISH and any(c.get("finish_reason") for c in chunk["choices"]):
+        finishing = any(c.get("finish_reason") for c in chunk["choices"])
+        if f is Fault.DOUBLE_FINISH and finishing:
             return [event, event]
+        if f is Fault.EXTRA_FINISH and finishing:
+            empty = copy.deepcopy({k: v for k, v in chunk.items() if k != "usage"})
+            for choice in empty["choices"]:
+                choice.update({"delta": {"content": ""}} if "delta" in choice else {"text": ""})
+            return [sse(empty), event]
         return [event]
 
     def done(self) -> bytes:
@@ -112,6 +216,9 @@ def _break_shape(fault: Fault, body: dict[str, Any]) -> None:
     elif fault is Fault.WRONG_FINISH:
         for choice in body.get("choices", []):
             choice["finish_reason"] = "eos"
+    elif fault is Fault.NO_CHOICE_INDEX:
+        for choice in body.get("choices", []):
+            choice.pop("index", None)
 
 
 def parse(header: str | None) -> FaultPlan | None:
@@ -127,3 +234,55 @@ def parse(header: str | None) -> FaultPlan | None:
             f"Unknown fault {header!r}; known: {', '.join(f.value for f in Fault)}.", param=HEADER
         ) from None
     return FaultPlan(fault, number)
+
+
+Outcome = Literal["finished", "abandoned", "failed"]
+
+
+@dataclass(slots=True)
+class SlotLedger:
+    ghosts: dict[str, int] = field(default_factory=dict)  # slots held by nothing, per key
+    rejections: dict[str, int] = field(default_factory=dict)  # 429s in a row, per key
+
+
+# Ghost slots belong to one limiter (one server); they vanish with it.
+class SlotFaults:
+    """The limiter faults: a shared counter, and slots kept by requests that are over ("ghosts").
+
+    A ghost slot is freed when its key has nothing in flight any more, so that a leak shows only while
+    requests overlap and one faulty step does not spill into unrelated ones.
+    """
+
+    def __init__(self, plan: FaultPlan, limiter: ConcurrencyLimiter, ledger: SlotLedger) -> None:
+        self.plan = plan
+        self.limiter = limiter
+        self.ledger = ledger
+
+    def key_name(self, name: str) -> str:
+        return "shared" if self.plan.fault is Fault.SHARED_LIMIT else name
+
+    def acquire(self, key_name: str, limit: int) -> Slot | None:
+        slot = self.limiter.try_acquire(key_name, limit - self.ledger.ghosts.get(key_name, 0))
+        if slot is not None:
+            self.ledger.rejections[key_name] = 0
+            return slot
+        run = self.ledger.rejections[key_name] = self.ledger.rejections.get(key_name, 0) + 1
+        if self.plan.fault is Fault.REJECT_LEAK and run >= max(self.plan.arg, 1):
+            self._haunt(key_name)
+        return None
+
+    def release(self, slot: Slot, outcome: Outcome, streamed: bool) -> None:
+        self.limiter.release(slot)
+        key = slot.key_name
+        self.ledger.rejections[key] = 0
+        if self.limiter.in_flight(key) == 0:
+            self.ledger.ghosts.pop(key, None)
+            return
+        f = self.plan.fault
+        if (f is Fault.LATE_RELEASE and outcome == "finished") or (
+            f is Fault.LEAK_ABANDONED and outcome == "abandoned" and not streamed
+        ):
+            self._haunt(key)
+
+    def _haunt(self, key_name: str) -> None:
+        self.ledger.ghosts[key_name] = self.ledger.ghosts.get(key_name, 0) + 1

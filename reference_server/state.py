@@ -9,6 +9,7 @@ from aiohttp import web
 from reference_server.auth import KeyRing
 from reference_server.config import ApiKey, ServerConfig
 from reference_server.engines.base import Engine, ModelCard
+from reference_server.faults import SlotLedger
 from reference_server.limiter import ConcurrencyLimiter
 from reference_server.metrics import ServerMetrics
 from reference_server.protocol import RequestParser
@@ -26,6 +27,7 @@ class ServerState:
     traces: TraceStore
     openapi: bytes
     cards: dict[str, ModelCard] = field(default_factory=dict)
+    slot_ledger: SlotLedger = field(default_factory=SlotLedger)  # used only by the limiter faults
     draining: bool = False
 
 
