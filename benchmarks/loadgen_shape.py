@@ -1,0 +1,131 @@
+"""Load shape: does an open loop at a requested Poisson rate deliver that rate, with exponential gaps?
+
+The tool sends `--requests` requests at `--rate` per second (Poisson) to the simulator (no latency, one output
+token). From the tool's own send times and from the simulator's receive times (ground truth of what the server
+saw): the achieved rate against the requested one, and a Kolmogorov–Smirnov test of the inter-arrival times
+against the exponential distribution of the requested rate (p > 0.05 passes). Note that a faithful Poisson process
+of N requests has a realized rate within ±1/√N of the requested one (±1.4% at N = 5000), so "within 1%" of the
+request holds only on average; the rate the tool achieved against the schedule it drew shows the generator itself.
+Peers plug in through `SHAPE_TOOLS`.
+
+    python benchmarks/loadgen_shape.py [--rate 100] [--requests 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadgen_common import HARNESS, ROOT, ground_truth, machine, pct, simulator
+from scipy import stats
+
+from harness.records import read_run
+from harness.target import Target
+
+
+@dataclass(slots=True)
+class Sent:
+    name: str
+    sent_ns: list[int]
+    scheduled_ns: list[int] | None
+    request_ids: list[str]
+
+
+def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent:
+    with tempfile.TemporaryDirectory() as out:
+        argv = [
+            *HARNESS,
+            "bench",
+            "--base-url",
+            target.base_url,
+            "--api-key",
+            target.api_key,
+            "--model",
+            target.model,
+            "--rate",
+            str(rate),
+            "--arrival",
+            "poisson",
+            "--requests",
+            str(requests),
+            "--warmup",
+            "0",
+            "--input-tokens",
+            "16",
+            "--output-tokens",
+            "1",
+            "--trace-timing",
+            "--no-calibrate",
+            "--no-progress",
+            "--output-dir",
+            out,
+            "--run-id",
+            "shape",
+            "--uvloop",
+            "--seed",
+            str(seed),
+        ]
+        subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        run = read_run(Path(out) / "shape" / "records.jsonl")
+    records = sorted((r for r in run.requests if r.sent_ns is not None), key=lambda r: r.scheduled_ns)
+    origin = run.run.origin_ns
+    return Sent(
+        "harness bench",
+        [origin + (r.sent_ns or 0) for r in records],
+        [origin + r.scheduled_ns for r in records],
+        [r.request_id for r in records if r.request_id],
+    )
+
+
+SHAPE_TOOLS: dict[str, Callable[[Target, float, int, int], Sent]] = {"harness": shape_harness}
+
+
+def describe(label: str, times_ns: list[int], rate: float) -> str:
+    times = sorted(times_ns)
+    gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(times)]
+    achieved = len(gaps) / ((times[-1] - times[0]) / 1e9)
+    ks = stats.kstest(gaps, "expon", args=(0, 1 / rate))
+    verdict = "pass" if ks.pvalue > 0.05 else "FAIL"
+    return (
+        f"  {label:22} rate {achieved:9.3f}/s ({achieved / rate - 1:+.2%} vs requested)  "
+        f"KS D={ks.statistic:.4f} p={ks.pvalue:.3f} {verdict}"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--requests", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tools", default="harness")
+    args = p.parse_args()
+    print(f"# load shape — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"Poisson at {args.rate:g} requests/s, {args.requests} requests (±{1 / args.requests**0.5:.1%} is 1σ)")
+    for name in args.tools.split(","):
+        with simulator(0.0, 0.0) as server:
+            sent = SHAPE_TOOLS[name](server.target, args.rate, args.requests, args.seed)
+            truth = ground_truth(server.target, sent.request_ids)
+        print(sent.name)
+        if sent.scheduled_ns is not None:
+            print(describe("schedule drawn", sent.scheduled_ns, args.rate))
+            late = [(s - c) / 1e6 for s, c in zip(sent.sent_ns, sent.scheduled_ns, strict=True)]
+            print(
+                f"  {'dispatch delay':22} p50 {pct(late, 50):.3f} ms  p99 {pct(late, 99):.3f} ms  "
+                f"max {max(late):.3f} ms"
+            )
+            span = (sent.sent_ns[-1] - sent.sent_ns[0]) / (sent.scheduled_ns[-1] - sent.scheduled_ns[0])
+            print(f"  {'sent vs schedule':22} achieved/scheduled rate {1 / span:.5f}")
+        print(describe("sent (client)", sent.sent_ns, args.rate))
+        print(describe("received (server)", [t.received_ns for t in truth.values()], args.rate))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Load shapes: when each request is due, and the loops that send them then.
+
+- closed loop: `concurrency` users, each sending its next request as soon as the previous one ends;
+- open loop: requests due at a rate, spaced constant, Poisson (exponential gaps) or gamma (`burstiness` is the
+  shape: 1 is Poisson, below 1 burstier, above 1 more regular), optionally capped by `max_concurrency`;
+- ramp: an open loop whose rate moves linearly from `rate` to `rate_end` over the step's duration.
+
+Open-loop times are absolute offsets from the step's start, drawn from a seeded generator before anything is sent,
+and each request is sent when its time comes: a late loop never shifts later requests (no drift) and never
+drops one; a request sent late keeps its scheduled time in its record, so the delay shows instead of hiding
+(no coordinated omission). With a concurrency cap, waiting for a free slot is part of that delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+Arrival = Literal["constant", "poisson", "gamma"]
+Mode = Literal["concurrency", "rate", "ramp"]
+ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson", "gamma")
+
+Fire = Callable[[int, int, bool], Coroutine[Any, Any, object]]
+"""Send one request: (sequence number in the step, scheduled perf_counter_ns, is it warm-up?)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """One load step. It ends after `duration_s` (past warm-up) or after `requests` measured requests."""
+
+    index: int
+    mode: Mode
+    concurrency: int | None = None
+    rate: float | None = None
+    rate_end: float | None = None
+    arrival: Arrival = "poisson"
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    warmup_s: float = 0.0
+    warmup_requests: int = 0
+    duration_s: float | None = None
+    requests: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.duration_s is None and self.requests is None:
+            raise ValueError("a step needs a duration or a request count")
+        if self.mode == "concurrency" and (self.concurrency is None or self.concurrency < 1):
+            raise ValueError("a closed-loop step needs a concurrency of at least 1")
+        if self.mode in ("rate", "ramp") and (self.rate is None or self.rate < 0):
+            raise ValueError("an open-loop step needs a rate")
+        if self.mode == "rate" and self.rate is not None and self.rate <= 0:
+            raise ValueError("the rate must be positive")
+        if self.mode == "ramp" and (self.rate_end is None or self.duration_s is None or self.rate_end < 0):
+            raise ValueError("a ramp needs an end rate and a duration")
+        if self.mode == "ramp" and self.rate == 0 and self.rate_end == 0:
+            raise ValueError("a ramp from 0 to 0 sends nothing")
+        if self.arrival == "gamma" and self.burstiness <= 0:
+            raise ValueError("the burstiness (gamma shape) must be positive")
+
+    @property
+    def label(self) -> str:
+        if self.mode == "concurrency":
+            return f"concurrency={self.concurrency}"
+        cap = f",max_concurrency={self.max_concurrency}" if self.max_concurrency else ""
+        shape = self.arrival if self.arrival != "gamma" else f"gamma({self.burstiness:g})"
+        if self.mode == "ramp":
+            return f"ramp={self.rate:g}->{self.rate_end:g}/s,{shape}{cap}"
+        return f"rate={self.rate:g}/s,{shape}{cap}"
+
+
+def sweep(template: StepPlan, *, concurrencies: Sequence[int] = (), rates: Sequence[float] = ()) -> list[StepPlan]:
+    """One step per concurrency or per rate, each with the template's warm-up and length and its own seed."""
+    if concurrencies:
+        return [
+            replace(template, index=i, mode="concurrency", concurrency=c, seed=template.seed + i)
+            for i, c in enumerate(concurrencies)
+        ]
+    return [replace(template, index=i, mode="rate", rate=r, seed=template.seed + i) for i, r in enumerate(rates)]
+
+
+def unit_gaps(arrival: Arrival, burstiness: float, rng: random.Random) -> Iterator[float]:
+    """Gaps of a unit-rate process: mean 1, coefficient of variation 0 (constant), 1 (Poisson) or 1/√shape."""
+    if arrival == "constant":
+        return itertools.repeat(1.0)
+    if arrival == "poisson":
+        return (rng.expovariate(1.0) for _ in itertools.count())
+    shape = burstiness
+    return (rng.gammavariate(shape, 1.0 / shape) for _ in itertools.count())
+
+
+def _to_time(step: StepPlan, u: float) -> float | None:
+    """Map unit-rate time `u` to the step's time through the inverse of its cumulative rate (time rescaling)."""
+    r0 = step.rate or 0.0
+    if step.mode == "rate":
+        return u / r0
+    warm = step.warmup_s
+    assert step.duration_s is not None and step.rate_end is not None
+    if u < r0 * warm:
+        return u / r0
+    u -= r0 * warm
+    if u <= 0:
+        return warm
+    a = (step.rate_end - r0) / (2 * step.duration_s)
+    if a == 0:
+        return warm + u / r0
+    disc = r0 * r0 + 4 * a * u
+    if disc < 0:
+        return None  # past what a falling ramp delivers
+    # The root of a·t² + r0·t − u = 0 written to stay exact when a is tiny.
+    return warm + 2 * u / (r0 + math.sqrt(disc))
+
+
+def offsets(step: StepPlan) -> Iterator[tuple[float, bool]]:
+    """The open-loop schedule: (seconds after the step's start, warm-up?) for every request, in order."""
+    rng = random.Random(step.seed * 1_000_003 + step.index)
+    horizon = step.warmup_s + step.duration_s if step.duration_s is not None else math.inf
+    measured = 0
+    u = 0.0
+    for n, gap in enumerate(unit_gaps(step.arrival, step.burstiness, rng)):
+        # The first request is due at once; a constant process then lands exactly on the grid.
+        t = _to_time(step, u)
+        if t is None or t >= horizon:
+            return
+        warm = n < step.warmup_requests or t < step.warmup_s
+        if not warm:
+            if step.requests is not None and measured >= step.requests:
+                return
+            measured += 1
+        yield t, warm
+        u += gap
+
+
+@dataclass(slots=True)
+class StepClock:
+    """When a step started, began measuring, stopped sending and ended (all perf_counter_ns)."""
+
+    started_ns: int
+    measure_start_ns: int
+    dispatch_end_ns: int = 0
+    ended_ns: int = 0
+
+
+async def run_step(step: StepPlan, fire: Fire) -> StepClock:
+    """Drive one step to its end, waiting for every request it sent."""
+    started = time.perf_counter_ns()
+    clock = StepClock(started, started + round(step.warmup_s * 1e9))
+    if step.mode == "concurrency":
+        await _closed_loop(step, fire, clock)
+    else:
+        await _open_loop(step, fire, clock)
+    clock.ended_ns = time.perf_counter_ns()
+    return clock
+
+
+async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
+    """Requests are released by a pacing thread that sleeps to each due time with the OS clock.
+
+    The event loop's own timers tick in whole milliseconds, which would bunch Poisson arrivals onto a 1 ms grid;
+    a thread sleeping on CLOCK_MONOTONIC wakes within tens of microseconds and hands each request to the loop
+    (`call_soon_threadsafe` wakes it at once). Whatever delay remains is the loop's, and is recorded.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[object]] = set()
+    cap = asyncio.Semaphore(step.max_concurrency) if step.max_concurrency else None
+    paced: asyncio.Future[None] = loop.create_future()
+    stop = threading.Event()
+    first_measured = [True]
+
+    async def capped(seq: int, due: int, warm: bool) -> object:
+        assert cap is not None
+        async with cap:
+            return await fire(seq, due, warm)
+
+    def dispatch(seq: int, due: int, warm: bool) -> None:
+        if not warm and first_measured[0]:
+            first_measured[0] = False
+            clock.measure_start_ns = max(clock.measure_start_ns, due)
+        task = loop.create_task(capped(seq, due, warm) if cap is not None else fire(seq, due, warm))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def finished() -> None:
+        clock.dispatch_end_ns = time.perf_counter_ns()
+        if not paced.done():
+            paced.set_result(None)
+
+    def pace() -> None:
+        try:
+            for seq, (offset, warm) in enumerate(offsets(step)):
+                due = clock.started_ns + round(offset * 1e9)
+                while (remaining := due - time.perf_counter_ns()) > 0:
+                    if stop.wait(remaining / 1e9):
+                        return
+                loop.call_soon_threadsafe(dispatch, seq, due, warm)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(finished)
+
+    pacer = threading.Thread(target=pace, name=f"arrivals-step-{step.index}", daemon=True)
+    pacer.start()
+    try:
+        await paced
+    finally:
+        stop.set()
+    if tasks:
+        await asyncio.gather(*tasks)
+
+
+async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
+    assert step.concurrency is not None
+    seqs = itertools.count()
+    measured = itertools.count()
+    stop_at = clock.measure_start_ns + round(step.duration_s * 1e9) if step.duration_s is not None else None
+    warm_until = clock.measure_start_ns
+    first_measured: list[int] = []
+
+    async def user() -> None:
+        while True:
+            now = time.perf_counter_ns()
+            if stop_at is not None and now >= stop_at:
+                return
+            seq = next(seqs)
+            warm = seq < step.warmup_requests or now < warm_until
+            if not warm:
+                if step.requests is not None and next(measured) >= step.requests:
+                    return
+                if not first_measured:
+                    first_measured.append(now)
+            clock.dispatch_end_ns = now
+            await fire(seq, now, warm)
+
+    await asyncio.gather(*(user() for _ in range(step.concurrency)))
+    if first_measured:
+        clock.measure_start_ns = max(clock.measure_start_ns, first_measured[0])
+    if stop_at is not None:
+        clock.dispatch_end_ns = max(clock.dispatch_end_ns, min(stop_at, time.perf_counter_ns()))

@@ -1,0 +1,395 @@
+"""The load generator's HTTP client: aiohttp, one session, streaming responses read as they arrive.
+
+Timing: the moment bytes arrive is taken in the connection's `data_received` callback, when the event loop reads
+them from the socket — before the task that parses them is scheduled — so the time spent parsing and validating
+other responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
+completes. When the connection is not one of ours (another aiohttp), the time the read is handed to the task is
+used instead.
+
+The client reports what happened to each request in its `Record`; it never computes statistics. Failures are
+data: every outcome, including exceptions from aiohttp, ends up as the record's error kind and detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import aiohttp
+import fastjsonschema
+import orjson
+from aiohttp.client_proto import ResponseHandler
+
+import schemas
+from harness.records import Record, apportion
+from harness.sse import DONE, SSEError, SSEParser
+from schemas import Profile
+
+Endpoint = Literal["chat", "completion"]
+On429 = Literal["fail", "retry"]
+_PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completion": "/completions"}
+_CHUNK_SCHEMAS: Mapping[Endpoint, str] = {"chat": "chat_chunk", "completion": "completion_chunk"}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    base_url: str
+    model: str
+    endpoint: Endpoint = "chat"
+    profile: Profile = "anyscale"
+    on_429: On429 = "fail"
+    max_retries: int = 8
+    max_retry_wait_s: float = 30.0
+    request_timeout_s: float = 600.0
+    connect_timeout_s: float = 30.0
+    validate_chunks: bool = False
+    trace_timing: bool = False
+    read_bufsize: int = 1 << 20
+    extra_body: Mapping[str, Any] | None = None
+
+
+class _TimedHandler(ResponseHandler):
+    """aiohttp's connection protocol, plus the arrival time of every read of the body being timed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.last_read_ns = 0
+        self.timed: aiohttp.StreamReader | None = None
+        self.arrivals: deque[tuple[int, int]] = deque()  # (perf_counter_ns, body bytes fed so far)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        self.last_read_ns = now
+        reader = self.timed
+        if reader is None:
+            super().data_received(data)
+            return
+        before = reader.total_bytes
+        super().data_received(data)
+        if reader.total_bytes != before:
+            self.arrivals.append((now, reader.total_bytes))
+
+
+class _TimedConnector(aiohttp.TCPConnector):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # aiohttp builds connection protocols from this factory (stable since aiohttp 3.0).
+        self._factory = cast("functools.partial[ResponseHandler]", functools.partial(_TimedHandler, loop=self._loop))
+
+
+def request_body(
+    config: ClientConfig,
+    messages: Sequence[Mapping[str, str]] | None,
+    prompt: str | None,
+    max_tokens: int | None,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The JSON body of one streamed request; built once per prompt and reused."""
+    body: dict[str, Any] = {"model": config.model, "stream": True, "stream_options": {"include_usage": True}}
+    if config.endpoint == "chat":
+        body["messages"] = list(messages) if messages is not None else [{"role": "user", "content": prompt or ""}]
+    else:
+        body["prompt"] = prompt or ""
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if config.extra_body:
+        body.update(config.extra_body)
+    if extra:
+        body.update(extra)
+    return orjson.dumps(body)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Client:
+    """Sends streamed requests and fills their records. Use as an async context manager."""
+
+    def __init__(
+        self, config: ClientConfig, keys: Sequence[ApiKey], *, connections: int, origin_ns: int, seed: int = 0
+    ) -> None:
+        if not keys:
+            raise ValueError("at least one API key is needed")
+        self.config = config
+        self.keys = tuple(keys)
+        self.origin_ns = origin_ns
+        self._connections = max(1, connections)
+        self._url = config.base_url.rstrip("/") + _PATHS[config.endpoint]
+        self._headers = [self._key_headers(k) for k in self.keys]
+        self._validate: Callable[[Any], Any] | None = None
+        if config.validate_chunks:
+            schema = schemas.response_schema(config.profile, _CHUNK_SCHEMAS[config.endpoint])
+            self._validate = fastjsonschema.compile(schema)
+        self._jitter = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _key_headers(self, key: ApiKey) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {key.secret}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",
+        }
+        if self.config.trace_timing:
+            headers["x-trace-timing"] = "1"
+        return headers
+
+    async def __aenter__(self) -> Client:
+        connector = _TimedConnector(
+            limit=self._connections, limit_per_host=self._connections, ttl_dns_cache=None, enable_cleanup_closed=False
+        )
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
+            read_bufsize=self.config.read_bufsize,
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the client is not open (use `async with Client(...)`)")
+        return self._session
+
+    def key_for(self, index: int) -> int:
+        """Requests are spread over the keys in turn."""
+        return index % len(self.keys)
+
+    async def send(self, body: bytes, record: Record) -> Record:
+        """Send one request (retrying 429s when configured) and complete its record."""
+        key = self.key_for(record.index)
+        record.key = self.keys[key].name
+        headers = self._headers[key]
+        first_sent: int | None = None
+        try:
+            while True:
+                record.attempts += 1
+                await self._attempt(body, headers, record)
+                if first_sent is None:
+                    first_sent = record.sent_ns
+                if record.status != 429 or self.config.on_429 == "fail" or record.attempts > self.config.max_retries:
+                    break
+                base = record.retry_after_s if record.retry_after_s is not None else 0.5 * 2 ** (record.attempts - 1)
+                base = min(base, self.config.max_retry_wait_s)
+                # Never sooner than the server asked; the jitter keeps throttled clients from returning in step.
+                await asyncio.sleep(base + self._jitter.uniform(0.0, 0.25 * base + 0.05))
+                _reset_for_retry(record)
+        except asyncio.CancelledError:
+            record.fail("cancelled", "the run was stopped while this request was in flight")
+            raise
+        finally:
+            if first_sent is not None and record.sent_ns is not None:
+                record.throttled_ns = record.sent_ns - first_sent
+        return record
+
+    async def _attempt(self, body: bytes, headers: Mapping[str, str], record: Record) -> None:
+        origin = self.origin_ns
+        record.sent_ns = time.perf_counter_ns() - origin
+        try:
+            async with asyncio.timeout(self.config.request_timeout_s):
+                async with self.session.post(self._url, data=body, headers=headers) as response:
+                    record.status = response.status
+                    record.request_id = response.headers.get("x-request-id")
+                    protocol = response.connection.protocol if response.connection is not None else None
+                    timed = protocol if isinstance(protocol, _TimedHandler) else None
+                    record.headers_ns = (timed.last_read_ns if timed else time.perf_counter_ns()) - origin
+                    if response.status != 200:
+                        await self._failed(response, record)
+                        return
+                    ctype = response.headers.get("Content-Type", "")
+                    if not ctype.startswith("text/event-stream"):
+                        record.nonconformant(f"Content-Type is {ctype!r}, not text/event-stream")
+                    await self._stream(response, timed, record)
+        except TimeoutError:
+            record.fail("timeout", f"no complete response within {self.config.request_timeout_s:g} s")
+        except aiohttp.ClientConnectorError as exc:
+            record.fail("connect", str(exc))
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+            record.fail("disconnect", f"{type(exc).__name__}: {exc}")
+        except aiohttp.ClientError as exc:
+            record.fail("client_error", f"{type(exc).__name__}: {exc}")
+        if record.end_ns is None:
+            record.end_ns = time.perf_counter_ns() - origin
+
+    async def _failed(self, response: aiohttp.ClientResponse, record: Record) -> None:
+        status = response.status
+        raw = await response.read()
+        record.end_ns = time.perf_counter_ns() - self.origin_ns
+        message = raw[:300].decode("utf-8", "replace")
+        try:
+            envelope = orjson.loads(raw)
+            message = str(envelope["error"]["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+        if status == 429:
+            record.retry_after_s = retry_after_s(response.headers.get("Retry-After"))
+            record.fail("rate_limited", message)
+        else:
+            record.fail("http_5xx" if status >= 500 else "http_4xx", f"{status}: {message}")
+
+    async def _stream(self, response: aiohttp.ClientResponse, timed: _TimedHandler | None, record: Record) -> None:
+        content = response.content
+        parser = SSEParser()
+        state = _StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat")
+        arrivals: deque[tuple[int, int]] = deque()
+        if timed is not None:
+            timed.arrivals = arrivals
+            timed.timed = content
+            if content.total_bytes:  # body bytes that came with the headers
+                arrivals.append((timed.last_read_ns, content.total_bytes))
+        consumed = 0
+        try:
+            while True:
+                data = await content.readany()
+                if not data:
+                    break
+                base = consumed
+                consumed += len(data)
+                pos = 0
+                while arrivals and arrivals[0][1] <= consumed:
+                    at, upto = arrivals.popleft()
+                    cut = upto - base
+                    if cut > pos:
+                        state.events(parser.feed(data if pos == 0 and cut == len(data) else data[pos:cut]), at)
+                        pos = cut
+                if pos < len(data):
+                    state.events(parser.feed(data[pos:] if pos else data), time.perf_counter_ns())
+        except SSEError as exc:
+            record.fail("protocol_error", str(exc))
+        finally:
+            if timed is not None and timed.timed is content:
+                timed.timed = None
+        truncated = parser.close()
+        state.finish(truncated, time.perf_counter_ns())
+
+
+def _reset_for_retry(record: Record) -> None:
+    record.status = None
+    record.error_kind = None
+    record.error_detail = None
+    record.headers_ns = None
+    record.end_ns = None
+
+
+class _StreamState:
+    """What one streamed response has shown so far; turns into the record's fields in `finish`."""
+
+    __slots__ = ("chars", "chat", "done", "origin", "record", "usage", "validate")
+
+    def __init__(self, record: Record, origin: int, validate: Callable[[Any], Any] | None, chat: bool) -> None:
+        self.record = record
+        self.origin = origin
+        self.validate = validate
+        self.chat = chat
+        self.chars: list[int] = []
+        self.usage: dict[str, Any] | None = None
+        self.done = False
+
+    def events(self, events: list[tuple[bytes, bytes]], at_ns: int) -> None:
+        record = self.record
+        t = at_ns - self.origin
+        for name, data in events:
+            if self.done:
+                record.fail("protocol_error", f"data after [DONE]: {data[:80]!r}")
+                continue
+            if data == DONE:
+                self.done = True
+                record.end_ns = t
+                continue
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                record.fail("protocol_error", f"an SSE event is not JSON: {data[:120]!r}")
+                continue
+            if not isinstance(chunk, dict):
+                record.fail("protocol_error", f"an SSE event is not a JSON object: {data[:120]!r}")
+                continue
+            if name == b"error" or "error" in chunk:
+                error = chunk.get("error")
+                message = error.get("message") if isinstance(error, dict) else error
+                record.fail("stream_error", f"error in stream: {message}")
+                continue
+            if self.validate is not None:
+                record.chunks_validated += 1
+                try:
+                    self.validate(chunk)
+                except fastjsonschema.JsonSchemaValueException as exc:
+                    record.nonconformant(f"chunk {record.chunks_validated}: {exc.message}")
+            self._chunk(chunk, t)
+
+    def _chunk(self, chunk: dict[str, Any], t: int) -> None:
+        record = self.record
+        if record.request_id is None and isinstance(chunk.get("id"), str):
+            record.request_id = chunk["id"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+            return
+        choice = choices[0]
+        if self.chat:
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+        else:
+            text = choice.get("text")
+        if isinstance(text, str) and text:
+            if record.first_token_ns is None:
+                record.first_token_ns = t
+            record.chunk_ns.append(t)
+            self.chars.append(len(text))
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            record.finish_reason = reason
+
+    def finish(self, truncated: bool, now_ns: int) -> None:
+        record = self.record
+        if not self.done:
+            record.end_ns = now_ns - self.origin
+            if truncated:
+                record.fail("disconnect", "the stream ended in the middle of an event")
+            else:
+                record.fail("protocol_error", "the stream ended without data: [DONE]")
+        usage = self.usage
+        if usage is not None:
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            record.prompt_tokens = prompt if isinstance(prompt, int) else None
+            record.completion_tokens = completion if isinstance(completion, int) else None
+        elif record.error_kind is None:
+            record.nonconformant("no usage in the stream although stream_options.include_usage was sent")
+        record.chunk_tokens = apportion(self.chars, record.completion_tokens)
+        if record.error_kind is None and record.finish_reason is None:
+            record.nonconformant("no chunk carried a finish_reason")

@@ -1,0 +1,240 @@
+"""What to send: synthetic prompts with token-length distributions, JSONL prompt files and ShareGPT conversations.
+
+Synthetic prompts are random words. How many tokens a word costs depends on the target's tokenizer, which the
+harness cannot see, so the target itself is asked: `calibration_prompts` are sent once, and the `usage` they come
+back with fits `prompt_tokens = overhead + tokens_per_word × words` (the overhead being the chat template's). The
+real lengths of every request are in its record's `usage` anyway; the fit only makes the targets land close.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from schemas import ChatFamily, render_chat
+
+Endpoint = Literal["chat", "completion"]
+Message = Mapping[str, str]
+
+_WORDS = (
+    "time year people way day man thing woman life child world school state family student group country problem "
+    "hand part place case week company system program question work government number night point home water room "
+    "mother area money story fact month lot right study book eye job word business issue side kind head house "
+    "service friend father power hour game line end member law car city community name president team minute idea "
+    "kid body information back parent face others level office door health person art war history party result "
+    "change morning reason research girl guy moment air teacher force education foot boy age policy process music "
+    "market sense nation plan college interest death experience effect use class control care field development "
+    "role effort rate heart drug show leader light voice wife police mind price report decision son view "
+    "relationship town road arm difference value building action model season society tax director position "
+    "player record paper space ground form event official matter center couple site project activity star table "
+    "need court oil situation cost industry figure street image phone data picture practice piece land product "
+    "doctor wall patient worker news test movie north love support technology step baby computer type attention "
+    "film tree source organization hair window evidence population truth song energy"
+).split()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptItem:
+    """One request's input. Exactly one of `messages` and `prompt` is set."""
+
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    max_tokens: int | None = None
+    input_tokens_target: int | None = None
+
+    def for_endpoint(self, endpoint: Endpoint, family: ChatFamily | None) -> PromptItem:
+        """The same input shaped for an endpoint: completion mode renders a conversation with the model's template."""
+        if endpoint == "chat" and self.messages is None:
+            return PromptItem(
+                ({"role": "user", "content": self.prompt or ""},), None, self.max_tokens, self.input_tokens_target
+            )
+        if endpoint == "completion" and self.messages is not None:
+            if family is None:
+                raise ValueError("completion mode needs the model's chat-template family to format conversations")
+            return PromptItem(None, render_chat(family, self.messages), self.max_tokens, self.input_tokens_target)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class LengthDistribution:
+    """Token lengths: `fixed:N` (or just `N`), `normal:MEAN,SD`, `uniform:LO,HI`, `lognormal:MEDIAN,SIGMA`."""
+
+    kind: Literal["fixed", "normal", "uniform", "lognormal"]
+    a: float
+    b: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> LengthDistribution:
+        kind, sep, rest = text.partition(":")
+        if not sep:
+            kind, rest = "fixed", text
+        try:
+            values = [float(v) for v in rest.split(",")]
+        except ValueError:
+            raise ValueError(f"bad length distribution {text!r}") from None
+        if kind == "fixed" and len(values) == 1 and values[0] >= 1:
+            return cls("fixed", values[0])
+        if kind in ("normal", "uniform", "lognormal") and len(values) == 2 and values[0] > 0 and values[1] >= 0:
+            if kind == "uniform" and values[1] < values[0]:
+                raise ValueError(f"uniform:{rest}: the upper bound is below the lower one")
+            return cls(kind, values[0], values[1])  # type: ignore[arg-type]
+        raise ValueError(
+            f"bad length distribution {text!r}: use N, normal:MEAN,SD, uniform:LO,HI or lognormal:MEDIAN,SIGMA"
+        )
+
+    def sample(self, rng: random.Random) -> int:
+        if self.kind == "fixed":
+            value = self.a
+        elif self.kind == "normal":
+            value = rng.gauss(self.a, self.b)
+        elif self.kind == "uniform":
+            value = rng.uniform(self.a, self.b)
+        else:
+            value = self.a * rng.lognormvariate(0.0, self.b)
+        return max(1, round(value))
+
+    @property
+    def mean(self) -> float:
+        if self.kind == "fixed":
+            return self.a
+        if self.kind == "uniform":
+            return (self.a + self.b) / 2
+        return self.a
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """`prompt_tokens ≈ overhead_tokens + tokens_per_word × words` on the target."""
+
+    overhead_tokens: float = 0.0
+    tokens_per_word: float = 1.0
+    measured: bool = False
+
+    def words_for(self, tokens: int) -> int:
+        return max(1, round((tokens - self.overhead_tokens) / self.tokens_per_word))
+
+
+CALIBRATION_WORDS = (32, 512)
+
+
+def calibration_prompts(seed: int = 0) -> list[PromptItem]:
+    rng = random.Random(seed ^ 0x5EED)
+    return [PromptItem(({"role": "user", "content": _text(rng, n)},), None, 1, None) for n in CALIBRATION_WORDS]
+
+
+def fit_calibration(prompt_tokens: Sequence[int | None]) -> Calibration:
+    """The line through the two calibration points; the identity when the target gave no usage."""
+    (w0, w1), (t0, t1) = CALIBRATION_WORDS, prompt_tokens
+    if t0 is None or t1 is None or t1 <= t0:
+        return Calibration()
+    per_word = (t1 - t0) / (w1 - w0)
+    return Calibration(max(0.0, t0 - per_word * w0), per_word, True)
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choices(_WORDS, k=words))
+
+
+def synthetic(
+    count: int,
+    input_lengths: LengthDistribution,
+    output_lengths: LengthDistribution,
+    *,
+    seed: int,
+    calibration: Calibration,
+) -> list[PromptItem]:
+    """`count` distinct prompts; each asks for exactly its sampled output length (see `exact_length_body`)."""
+    rng = random.Random(seed)
+    items = []
+    for _ in range(count):
+        target = input_lengths.sample(rng)
+        text = _text(rng, calibration.words_for(target))
+        items.append(PromptItem(({"role": "user", "content": text},), None, output_lengths.sample(rng), target))
+    return items
+
+
+def exact_length_body(max_tokens: int | None) -> dict[str, Any]:
+    """The sampling fields that make a vLLM-style server generate exactly `max_tokens` tokens."""
+    return {} if max_tokens is None else {"ignore_eos": True, "min_tokens": max_tokens}
+
+
+def _messages(raw: Any, where: str) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{where}: messages must be a non-empty list")
+    out = []
+    for m in raw:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: each message needs a string role and content")
+        out.append({"role": m["role"], "content": m["content"]})
+    return tuple(out)
+
+
+def load_jsonl(path: Path, default_max_tokens: int | None = None) -> list[PromptItem]:
+    """One prompt per line: a JSON string, `{"prompt": ...}` or `{"messages": [...]}`, optionally `max_tokens`."""
+    items = []
+    with path.open("rb") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            obj = orjson.loads(line)
+            if isinstance(obj, str):
+                items.append(PromptItem(None, obj, default_max_tokens))
+                continue
+            if not isinstance(obj, dict):
+                raise ValueError(f"{where}: expected a string or an object")
+            max_tokens = obj.get("max_tokens", default_max_tokens)
+            if "messages" in obj:
+                items.append(PromptItem(_messages(obj["messages"], where), None, max_tokens))
+            elif isinstance(obj.get("prompt"), str):
+                items.append(PromptItem(None, obj["prompt"], max_tokens))
+            else:
+                raise ValueError(f"{where}: needs a 'prompt' string or a 'messages' list")
+    if not items:
+        raise ValueError(f"{path}: no prompts")
+    return items
+
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def load_sharegpt(path: Path, calibration: Calibration, max_output_tokens: int = 1024) -> list[PromptItem]:
+    """ShareGPT conversations: the first user turn (after any system turn) is the prompt, and the length of the
+    reply that followed it in the data set, in estimated tokens, is the output length asked for."""
+    data = orjson.loads(path.read_bytes())
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: a ShareGPT file is a JSON list of conversations")
+    items = []
+    for conversation in data:
+        turns = conversation.get("conversations") if isinstance(conversation, dict) else None
+        if not isinstance(turns, list):
+            continue
+        messages: list[Message] = []
+        reply: str | None = None
+        for turn in turns:
+            role = _SHAREGPT_ROLES.get(str(turn.get("from", ""))) if isinstance(turn, dict) else None
+            value = turn.get("value") if isinstance(turn, dict) else None
+            if role is None or not isinstance(value, str):
+                break
+            if role == "assistant":
+                reply = value
+                break
+            messages.append({"role": role, "content": value})
+        if not messages or messages[-1]["role"] != "user" or reply is None:
+            continue
+        reply_tokens = round(len(reply.split()) * calibration.tokens_per_word)
+        items.append(PromptItem(tuple(messages), None, max(1, min(max_output_tokens, reply_tokens))))
+    if not items:
+        raise ValueError(f"{path}: no usable conversation (a user turn followed by an assistant reply)")
+    return items
+
+
+def shuffled(items: Iterable[PromptItem], seed: int) -> list[PromptItem]:
+    pool = list(items)
+    random.Random(seed).shuffle(pool)
+    return pool

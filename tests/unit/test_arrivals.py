@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import statistics
+
+import pytest
+
+from harness.arrivals import StepPlan, offsets, run_step, sweep
+
+
+def gaps(step: StepPlan) -> list[float]:
+    times = [t for t, _ in offsets(step)]
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def rate_step(**kw: object) -> StepPlan:
+    base: dict[str, object] = {"index": 0, "mode": "rate", "rate": 10.0, "requests": 20_000, "seed": 7}
+    base.update(kw)
+    return StepPlan(**base)  # type: ignore[arg-type]
+
+
+def test_the_same_seed_gives_the_same_schedule_and_another_seed_another() -> None:
+    a, b, c = rate_step(requests=100), rate_step(requests=100), rate_step(requests=100, seed=8)
+    assert list(offsets(a)) == list(offsets(b))
+    assert list(offsets(a)) != list(offsets(c))
+
+
+def test_steps_of_a_sweep_get_different_streams() -> None:
+    steps = sweep(rate_step(requests=50), rates=[10.0, 10.0])
+    assert list(offsets(steps[0])) != list(offsets(steps[1]))
+
+
+def test_constant_arrivals_sit_exactly_on_the_grid() -> None:
+    times = [t for t, _ in offsets(rate_step(arrival="constant", rate=4.0, requests=9))]
+    assert times == [i * 0.25 for i in range(9)]
+
+
+def test_poisson_gaps_are_exponential_with_the_asked_mean() -> None:
+    g = gaps(rate_step(arrival="poisson"))
+    mean = statistics.fmean(g)
+    # 20 000 exponential gaps: the sample mean is within 3% and the CV within 5% of 1 with overwhelming odds.
+    assert mean == pytest.approx(0.1, rel=0.03)
+    assert statistics.stdev(g) / mean == pytest.approx(1.0, rel=0.05)
+    # Memorylessness shape: P(gap < mean) = 1 − 1/e for an exponential.
+    assert sum(x < 0.1 for x in g) / len(g) == pytest.approx(1 - math.exp(-1), abs=0.02)
+
+
+@pytest.mark.parametrize(("burstiness", "cv"), [(0.25, 2.0), (4.0, 0.5)])
+def test_gamma_burstiness_sets_the_spread_but_not_the_rate(burstiness: float, cv: float) -> None:
+    g = gaps(rate_step(arrival="gamma", burstiness=burstiness))
+    mean = statistics.fmean(g)
+    assert mean == pytest.approx(0.1, rel=0.05)
+    assert statistics.stdev(g) / mean == pytest.approx(cv, rel=0.08)
+
+
+def test_a_duration_bounds_the_schedule_and_warm_up_comes_first() -> None:
+    step = rate_step(arrival="constant", rate=10.0, requests=None, duration_s=2.0, warmup_s=1.0)
+    schedule = list(offsets(step))
+    assert len(schedule) == 30  # 3 s at 10/s, the first at 0
+    assert [w for _, w in schedule] == [True] * 10 + [False] * 20
+    assert schedule[-1][0] < 3.0
+
+
+def test_a_request_count_counts_measured_requests_only() -> None:
+    step = rate_step(arrival="poisson", requests=50, warmup_requests=5)
+    schedule = list(offsets(step))
+    assert sum(not w for _, w in schedule) == 50
+    assert [w for _, w in schedule[:6]] == [True] * 5 + [False]
+
+
+def test_a_linear_ramp_delivers_the_area_under_its_rate() -> None:
+    step = StepPlan(0, "ramp", rate=0.0, rate_end=400.0, arrival="poisson", duration_s=10.0, seed=3)
+    times = [t for t, _ in offsets(step)]
+    # Rate 0 → 400/s over 10 s: 2000 requests expected, a quarter of them in the first half.
+    assert len(times) == pytest.approx(2000, rel=0.05)
+    first_half = sum(t < 5.0 for t in times)
+    assert first_half / len(times) == pytest.approx(0.25, abs=0.03)
+
+
+def test_a_falling_ramp_ends_at_its_end_rate() -> None:
+    step = StepPlan(0, "ramp", rate=200.0, rate_end=0.0, arrival="constant", duration_s=4.0)
+    times = [t for t, _ in offsets(step)]
+    assert len(times) == pytest.approx(400, abs=1)
+    assert times == sorted(times)
+
+
+def test_invalid_steps_are_refused() -> None:
+    with pytest.raises(ValueError, match="duration or a request count"):
+        StepPlan(0, "rate", rate=1.0)
+    with pytest.raises(ValueError, match="concurrency"):
+        StepPlan(0, "concurrency", requests=1)
+    with pytest.raises(ValueError, match="burstiness"):
+        StepPlan(0, "rate", rate=1.0, requests=1, arrival="gamma", burstiness=0)
+
+
+async def test_the_open_loop_sends_every_request_at_its_scheduled_time() -> None:
+    fired: list[tuple[int, int, bool]] = []
+
+    async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+        fired.append((seq, scheduled_ns, warm))
+
+    step = rate_step(arrival="constant", rate=2000.0, requests=40, warmup_requests=2)
+    clock = await run_step(step, fire)
+    assert [s for s, _, _ in fired] == list(range(42))
+    # Scheduled times come from the schedule, never from when the loop got round to them.
+    assert {b - a for (_, a, _), (_, b, _) in itertools.pairwise(fired)} == {500_000}
+    assert fired[0][1] == clock.started_ns
+    assert clock.measure_start_ns == fired[2][1]
+    assert clock.ended_ns >= clock.dispatch_end_ns >= clock.started_ns
+
+
+async def test_a_concurrency_cap_holds_requests_without_moving_their_schedule() -> None:
+    in_flight = 0
+    peak = 0
+    scheduled: list[int] = []
+
+    async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        scheduled.append(scheduled_ns)
+        await asyncio.sleep(0.002)
+        in_flight -= 1
+
+    await run_step(rate_step(arrival="constant", rate=10_000.0, requests=20, max_concurrency=2), fire)
+    assert peak == 2
+    assert len(scheduled) == 20
+    assert {b - a for a, b in itertools.pairwise(scheduled)} == {100_000}
+
+
+async def test_the_closed_loop_keeps_exactly_n_users_busy_until_the_count() -> None:
+    in_flight = 0
+    peak = 0
+    seqs: list[int] = []
+
+    async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        seqs.append(seq)
+        await asyncio.sleep(0)
+        in_flight -= 1
+
+    await run_step(StepPlan(0, "concurrency", concurrency=3, requests=10), fire)
+    assert peak == 3
+    assert sorted(seqs) == list(range(10))

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import argparse
+
+from harness import bench, metrics, validity
+from harness.bench import add_arguments, format_table
+
+from .test_metrics import run_file
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_each_load_mode_becomes_its_steps() -> None:
+    sweep = bench._plans(parse("--sweep-concurrency", "1,30,40", "--requests", "10", "--seed", "5"))
+    assert [(p.mode, p.concurrency, p.requests, p.seed) for p in sweep] == [
+        ("concurrency", 1, 10, 5),
+        ("concurrency", 30, 10, 6),
+        ("concurrency", 40, 10, 7),
+    ]
+    (rate,) = bench._plans(parse("--rate", "12", "--arrival", "gamma", "--burstiness", "0.5", "--max-concurrency", "8"))
+    assert (rate.mode, rate.rate, rate.arrival, rate.burstiness, rate.max_concurrency) == ("rate", 12, "gamma", 0.5, 8)
+    assert rate.duration_s == 20.0
+    (ramp,) = bench._plans(parse("--ramp", "1:9", "--duration", "30"))
+    assert (ramp.mode, ramp.rate, ramp.rate_end, ramp.duration_s) == ("ramp", 1.0, 9.0, 30.0)
+    rates = bench._plans(parse("--sweep-rate", "2,4"))
+    assert [p.rate for p in rates] == [2.0, 4.0]
+
+
+def test_connections_cover_the_largest_step_or_are_unlimited_for_an_uncapped_open_loop() -> None:
+    assert bench._connections(bench._plans(parse("--sweep-concurrency", "4,48"))) == 52
+    assert bench._connections(bench._plans(parse("--rate", "5"))) == 0
+    assert bench._connections(bench._plans(parse("--rate", "5", "--max-concurrency", "10"))) == 14
+
+
+def test_the_table_has_a_row_per_step_and_the_verdict() -> None:
+    summary = validity.apply(metrics.summarize(run_file()), validity.Limits())
+    text = format_table(summary)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["step", "ok/total", "err%"]
+    assert lines[2].split()[:4] == ["concurrency=2", "2/4", "25.0%", "25.0%"]
+    assert "100.0/200.0" in lines[2]
+    assert f"run r1: {summary['validity']['verdict']}" in text

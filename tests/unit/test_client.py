@@ -1,0 +1,229 @@
+"""The client against a scripted in-process server on a random port: every outcome becomes a record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+import pytest
+from aiohttp import web
+
+from harness.client import ApiKey, Client, ClientConfig, request_body, retry_after_s
+from harness.records import Record
+
+MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+ID = f"{MODEL}-" + "ab" * 16
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def chunk(
+    text: str | None, finish: str | None = None, usage: dict[str, int] | None = None, role: bool = False
+) -> bytes:
+    delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {"content": text or ""}
+    body: dict[str, object] = {
+        "id": ID,
+        "object": "text_completion",
+        "created": 1,
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+async def stream(request: web.Request, parts: list[bytes], pause_s: float = 0.0) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-request-id": ID})
+    await response.prepare(request)
+    for part in parts:
+        await response.write(part)
+        if pause_s:
+            await asyncio.sleep(pause_s)
+    await response.write_eof()
+    return response
+
+
+GOOD = [chunk(None, role=True), chunk("Hello"), chunk(" wor"), chunk("ld", "stop", USAGE), b"data: [DONE]\n\n"]
+
+
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def send(handler: Handler, *, body: bytes | None = None, **config: object) -> Record:
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL, **config)  # type: ignore[arg-type]
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            return await client.send(body or request_body(cfg, None, "hi", 3), Record(index=0))
+    raise AssertionError("unreachable")
+
+
+async def test_a_streamed_answer_split_across_writes_is_recorded_chunk_by_chunk() -> None:
+    pieces = b"".join(GOOD)
+    parts = [pieces[i : i + 7] for i in range(0, len(pieces), 7)]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, parts)
+
+    record = await send(handler, validate_chunks=True)
+    assert record.error_kind is None, record.error_detail
+    assert (record.status, record.request_id, record.finish_reason) == (200, ID, "stop")
+    assert (record.prompt_tokens, record.completion_tokens) == (5, 3)
+    assert len(record.chunk_ns) == 3 and record.chunk_tokens == [1, 1, 1]
+    assert record.first_token_ns == record.chunk_ns[0]
+    assert record.sent_ns is not None and record.headers_ns is not None and record.end_ns is not None
+    assert record.sent_ns <= record.headers_ns <= record.first_token_ns <= record.chunk_ns[-1] <= record.end_ns
+    assert (record.chunks_validated, record.conformance_error_count) == (4, 0)
+
+
+async def test_usage_that_counts_more_tokens_than_chunks_is_spread_over_the_chunks() -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
+    parts = [
+        chunk("ab"),
+        chunk("abcd", "length"),
+        b'data: {"id": "x", "choices": [], "usage": ' + orjson.dumps(usage) + b"}\n\n",
+        b"data: [DONE]\n\n",
+    ]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, parts)
+
+    record = await send(handler)
+    assert record.error_kind is None
+    assert record.completion_tokens == 6
+    assert record.chunk_tokens == [2, 4]
+
+
+async def test_chunks_that_break_the_schema_are_counted_as_conformance_errors() -> None:
+    bad = b'data: {"id": "nope", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": []}\n\n'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, [bad, *GOOD])
+
+    record = await send(handler, validate_chunks=True)
+    assert record.error_kind is None
+    assert record.conformance_error_count == 1
+    assert record.conformance_errors[0].startswith("chunk 1:")
+
+
+@pytest.mark.parametrize(
+    ("parts", "kind", "detail"),
+    [
+        ([chunk("a"), b"data: {oops\n\n", b"data: [DONE]\n\n"], "protocol_error", "not JSON"),
+        ([chunk("a"), chunk("b", "stop", USAGE)], "protocol_error", "without data: [DONE]"),
+        ([chunk("a"), b'data: {"error": {"message": "engine died"}}\n\n'], "stream_error", "engine died"),
+        ([chunk("a"), b'data: {"id": "x", "choi'], "disconnect", "middle of an event"),
+        ([*GOOD, chunk("late")], "protocol_error", "after [DONE]"),
+    ],
+)
+async def test_broken_streams_become_typed_errors(parts: list[bytes], kind: str, detail: str) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, parts)
+
+    record = await send(handler)
+    assert record.error_kind == kind
+    assert record.error_detail is not None and detail in record.error_detail
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "http_4xx"), (401, "http_4xx"), (503, "http_5xx")])
+async def test_http_errors_keep_the_status_and_the_envelope_message(status: int, kind: str) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": {"message": "no luck", "type": "x", "param": None, "code": None}}, status=status
+        )
+
+    record = await send(handler)
+    assert (record.status, record.error_kind, record.error_detail) == (status, kind, f"{status}: no luck")
+
+
+async def test_a_429_is_recorded_with_its_retry_after_when_failing_fast() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "7"})
+
+    record = await send(handler, on_429="fail")
+    assert (record.error_kind, record.retry_after_s, record.attempts, record.throttled_ns) == (
+        "rate_limited",
+        7.0,
+        1,
+        0,
+    )
+
+
+async def test_retrying_429s_honours_retry_after_and_reports_the_time_lost() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            return web.json_response({"error": {"message": "busy"}}, status=429, headers={"Retry-After": "0.05"})
+        return await stream(request, GOOD)
+
+    record = await send(handler, on_429="retry")
+    assert record.error_kind is None
+    assert (record.status, record.attempts) == (200, 3)
+    # Two waits of at least Retry-After each.
+    assert record.throttled_ns >= 100_000_000
+
+
+async def test_retries_give_up_after_the_limit() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "busy"}}, status=429, headers={"Retry-After": "0"})
+
+    record = await send(handler, on_429="retry", max_retries=2)
+    assert (record.error_kind, record.attempts) == ("rate_limited", 3)
+
+
+async def test_a_slow_server_is_a_timeout() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, GOOD, pause_s=0.2)
+
+    record = await send(handler, request_timeout_s=0.1)
+    assert record.error_kind == "timeout"
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    cfg = ClientConfig(base_url="http://127.0.0.1:9/v1", model=MODEL, connect_timeout_s=5)
+    async with Client(cfg, [ApiKey("k1", "s")], connections=1, origin_ns=0) as client:
+        record = await client.send(request_body(cfg, None, "hi", 1), Record())
+    assert record.error_kind == "connect"
+
+
+def test_the_body_asks_for_a_stream_with_usage() -> None:
+    cfg = ClientConfig(base_url="http://x/v1", model=MODEL, endpoint="completion")
+    body = orjson.loads(request_body(cfg, None, "hello", 4, {"ignore_eos": True}))
+    assert body == {
+        "model": MODEL,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "prompt": "hello",
+        "max_tokens": 4,
+        "ignore_eos": True,
+    }
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert retry_after_s("3") == 3.0
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_s("soon") is None
+    assert retry_after_s(None) is None
+
+
+def test_requests_are_spread_over_keys_in_turn() -> None:
+    cfg = ClientConfig(base_url="http://x/v1", model=MODEL)
+    client = Client(cfg, [ApiKey("a", "1"), ApiKey("b", "2")], connections=1, origin_ns=0)
+    assert [client.key_for(i) for i in range(5)] == [0, 1, 0, 1, 0]

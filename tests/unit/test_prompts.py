@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from harness.prompts import (
+    CALIBRATION_WORDS,
+    Calibration,
+    LengthDistribution,
+    PromptItem,
+    calibration_prompts,
+    fit_calibration,
+    load_jsonl,
+    load_sharegpt,
+    synthetic,
+)
+from schemas import render_chat
+
+
+def test_length_distributions_parse_and_stay_positive() -> None:
+    rng = random.Random(1)
+    assert LengthDistribution.parse("128") == LengthDistribution("fixed", 128)
+    assert LengthDistribution.parse("128").sample(rng) == 128
+    uniform = LengthDistribution.parse("uniform:10,20")
+    assert all(10 <= uniform.sample(rng) <= 20 for _ in range(200))
+    normal = LengthDistribution.parse("normal:5,50")
+    assert min(normal.sample(rng) for _ in range(500)) == 1
+    assert LengthDistribution.parse("lognormal:100,0").sample(rng) == 100
+    for bad in ("0", "normal:5", "uniform:9,3", "poisson:3,1", "x"):
+        with pytest.raises(ValueError, match=r"length distribution|upper bound"):
+            LengthDistribution.parse(bad)
+
+
+def test_calibration_fits_the_line_through_the_two_probes() -> None:
+    w0, w1 = CALIBRATION_WORDS
+    # A tokenizer costing 1.5 tokens a word behind a 12-token template:
+    calibration = fit_calibration([int(12 + 1.5 * w0), int(12 + 1.5 * w1)])
+    assert (calibration.overhead_tokens, calibration.tokens_per_word, calibration.measured) == (12.0, 1.5, True)
+    assert calibration.words_for(162) == 100
+    assert fit_calibration([None, 10]) == Calibration()
+    assert [len(p.messages[0]["content"].split()) for p in calibration_prompts() if p.messages] == list(
+        CALIBRATION_WORDS
+    )
+
+
+def test_synthetic_prompts_are_seeded_distinct_and_sized_by_the_calibration() -> None:
+    calibration = Calibration(overhead_tokens=10, tokens_per_word=2.0, measured=True)
+    items = synthetic(
+        20, LengthDistribution("fixed", 210), LengthDistribution("uniform", 5, 9), seed=3, calibration=calibration
+    )
+    assert items == synthetic(
+        20, LengthDistribution("fixed", 210), LengthDistribution("uniform", 5, 9), seed=3, calibration=calibration
+    )
+    assert len({item.messages[0]["content"] for item in items if item.messages}) == 20
+    assert all(item.messages and len(item.messages[0]["content"].split()) == 100 for item in items)
+    assert all(item.input_tokens_target == 210 and item.max_tokens and 5 <= item.max_tokens <= 9 for item in items)
+
+
+def test_completion_mode_formats_conversations_with_the_family_template() -> None:
+    item = PromptItem(({"role": "user", "content": "Hi"},), None, 5)
+    shaped = item.for_endpoint("completion", "llama2")
+    assert shaped.prompt == render_chat("llama2", [{"role": "user", "content": "Hi"}])
+    assert shaped.messages is None and shaped.max_tokens == 5
+    with pytest.raises(ValueError, match="family"):
+        item.for_endpoint("completion", None)
+    assert PromptItem(None, "Hi").for_endpoint("chat", None).messages == ({"role": "user", "content": "Hi"},)
+
+
+def test_jsonl_prompts_accept_strings_prompts_and_messages(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    lines = ['"plain"', '{"prompt": "p", "max_tokens": 3}', '{"messages": [{"role": "user", "content": "m"}]}', ""]
+    path.write_text("\n".join(lines))
+    items = load_jsonl(path, default_max_tokens=9)
+    assert items == [
+        PromptItem(None, "plain", 9),
+        PromptItem(None, "p", 3),
+        PromptItem(({"role": "user", "content": "m"},), None, 9),
+    ]
+    path.write_text('{"nothing": 1}\n')
+    with pytest.raises(ValueError, match=":1:"):
+        load_jsonl(path)
+
+
+def test_sharegpt_takes_the_first_user_turn_and_the_reply_length(tmp_path: Path) -> None:
+    data = [
+        {
+            "id": "a",
+            "conversations": [
+                {"from": "system", "value": "Be brief."},
+                {"from": "human", "value": "Hello?"},
+                {"from": "gpt", "value": "one two three four"},
+            ],
+        },
+        {"id": "b", "conversations": [{"from": "gpt", "value": "starts with the model"}]},
+        {"id": "c", "conversations": [{"from": "human", "value": "no reply"}]},
+    ]
+    path = tmp_path / "sharegpt.json"
+    path.write_bytes(orjson.dumps(data))
+    items = load_sharegpt(path, Calibration(tokens_per_word=1.5))
+    assert items == [
+        PromptItem(({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}), None, 6)
+    ]
