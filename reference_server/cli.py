@@ -137,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         seed=args.seed,
     )
     engine_options: dict[str, Any] = {
+        "model": args.model[0] if args.model else None,
         "served_model_name": args.served_model_name,
         "max_model_len": args.max_model_len,
         "dtype": args.dtype,
@@ -170,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
+    if config.engine == "vllm":
+        # vLLM reads its logging setup from the environment at import, in this process and its engine process.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     from reference_server.engines import create_engine
 
     try:

