@@ -47,3 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     code: int = _module(args.command).run(args)  # type: ignore[attr-defined]
     return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,8 +16,10 @@ def main() -> None:
         client = openai.OpenAI(base_url=target.base_url, api_key=target.api_key, max_retries=0)
         chat = client.chat.completions.create(
             model=target.model,
-            messages=[{"role": "system", "content": "You are a helpful assistant."},
-                      {"role": "user", "content": "Say 'Test'."}],
+            messages=[
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Say 'Test'."},
+            ],
             temperature=0.7,
             max_tokens=24,
         )
