@@ -1,0 +1,117 @@
+"""The reference server on the vllm engine with the embedded model: the exact contract on real generation.
+
+One server for the module (engine start takes a minute or two on a CPU). The conformance suite runs against it
+in full — shapes, streaming, prompt formatting, errors and the 30-limit on real streams — and the tests here add
+what only the engine can show: aborts reaching vLLM, and usage equal to the tokenizer's counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import schemas
+from harness.target import LaunchedServer, launch_reference_server
+
+pytestmark = pytest.mark.vllm
+
+ENGINE_ARGS = ["--max-model-len", "2048", "--enforce-eager"]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedServer]:
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    with launch_reference_server(engine="vllm", extra_args=ENGINE_ARGS, startup_timeout_s=1200, log_path=log) as s:
+        yield s
+
+
+def gauge(text: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+def test_the_conformance_suite_passes_on_the_vllm_engine(vllm_server: LaunchedServer, tmp_path: Path) -> None:
+    t = vllm_server.target
+    argv = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "check",
+        "--base-url",
+        t.base_url,
+        "--api-key",
+        t.api_key,
+        "--api-key-2",
+        str(t.api_key_2),
+        "--model",
+        t.model,
+        "--release-timeout",
+        "60",
+        "--output-dir",
+        str(tmp_path),
+        "-q",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1500)
+    result = json.loads((tmp_path / "result.json").read_text())
+    failed = [c for c in result["checks"] if c["outcome"] != "passed"]
+    assert done.returncode == 0 and not failed, done.stdout[-4000:] + done.stderr[-2000:]
+    assert len(result["checks"]) >= 60
+
+
+async def test_a_client_that_disconnects_aborts_the_vllm_request(vllm_server: LaunchedServer) -> None:
+    t = vllm_server.target
+    headers = {"Authorization": f"Bearer {t.api_key}"}
+    body = {"model": t.model, "prompt": "Once upon a time", "max_tokens": 1500, "ignore_eos": True, "stream": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{t.root_url}/metrics") as r:
+            aborted_before = gauge(await r.text(), "llm_engine_aborted_requests")
+        response = await http.post(f"{t.base_url}/completions", json=body, headers=headers)
+        assert response.status == 200
+        for _ in range(3):  # a few tokens, so the request is running in vLLM's scheduler
+            await response.content.readuntil(b"\n\n")
+        response.close()
+        async with asyncio.timeout(60):
+            while True:
+                async with http.get(f"{t.root_url}/metrics") as r:
+                    text = await r.text()
+                if (
+                    gauge(text, "llm_engine_running_sequences") == 0
+                    and gauge(text, "llm_engine_waiting_sequences") == 0
+                    and gauge(text, 'llm_requests_in_flight{key="cli-1"}') == 0
+                ):
+                    break
+                await asyncio.sleep(0.1)
+    assert gauge(text, "llm_engine_aborted_requests") == aborted_before + 1
+
+
+async def test_usage_is_the_engine_tokenizers_count_of_exactly_what_it_processed(
+    vllm_server: LaunchedServer,
+) -> None:
+    from transformers import AutoTokenizer
+
+    from reference_server.engines.embedded_model import ensure_embedded_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model())
+    t = vllm_server.target
+    messages = [{"role": "user", "content": "Name three colours."}]
+    headers = {"Authorization": f"Bearer {t.api_key}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{t.base_url}/chat/completions",
+            headers=headers,
+            json={"model": t.model, "messages": messages, "max_tokens": 7, "temperature": 0, "ignore_eos": True},
+        ) as r:
+            chat = await r.json()
+    rendered = schemas.render_chat("chatml", messages)
+    assert rendered == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert chat["usage"]["prompt_tokens"] == len(tokenizer.encode(rendered, add_special_tokens=False))
+    assert chat["usage"]["completion_tokens"] == 7 and chat["choices"][0]["finish_reason"] == "length"
