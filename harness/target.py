@@ -11,13 +11,16 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from schemas import Profile
 
@@ -49,6 +52,54 @@ class LaunchedServer:
     process: subprocess.Popen[str]
     log_path: Path | None
     log_lines: list[str] = field(default_factory=list)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for servers that cannot report the port they bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def launch_command(
+    argv: Sequence[str], health_url: str, *, startup_timeout_s: float = 600.0, log_path: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start any server command (vLLM's own server, say), wait until `health_url` answers 200, stop it after."""
+    sink = log_path.open("wb") if log_path is not None else subprocess.DEVNULL
+    process = subprocess.Popen(list(argv), stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while not _answers(health_url):
+            if process.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with code {process.returncode} before serving")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{health_url} did not answer within {startup_timeout_s:.0f} s")
+            time.sleep(0.5)
+        yield process
+    finally:
+        _stop(process)
+        if log_path is not None and not isinstance(sink, int):
+            sink.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def new_key() -> str:
@@ -147,10 +198,4 @@ def launch_reference_server(
         )
         yield launched
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(process)

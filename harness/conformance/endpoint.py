@@ -96,8 +96,10 @@ class Endpoint:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self.settings.request_timeout_s)
+            # A fresh connection per request: servers close idle keep-alive connections on their own schedule
+            # (uvicorn after 5 s), and a check must not fail because a pooled connection went stale under it.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=0, force_close=True),
                 timeout=timeout,
                 auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding",),

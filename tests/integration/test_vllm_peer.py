@@ -1,0 +1,102 @@
+"""The conformance suite against software nobody here wrote: vLLM's own OpenAI server on the embedded model.
+
+What it reports is part of the project (README, "Against real peers"): vLLM's server passes the shapes, streaming,
+prompt-format and SDK checks, and fails exactly these — it has no per-key concurrency limit, answers 401 with
+`{"error": "Unauthorized"}`, gives error `code`s as integers, and does not serve `/v1/models/{id}`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.target import free_port, launch_command, new_key
+from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
+
+pytestmark = pytest.mark.vllm
+
+EXPECTED_FAILURES = {
+    "test_missing_key",  # 401 body {"error": "Unauthorized"}: not the envelope
+    "test_wrong_key",
+    "test_unknown_model",  # error code 404 as an integer; /v1/models/{id} answers {"detail": "Not Found"}
+    "test_invalid_request",  # error code 400 as an integer
+    "test_model_retrieve",  # GET /v1/models/{id} is not served
+    "test_limit_rejects_beyond_n",  # no per-key concurrency limit at all
+    "test_limit_finished_request_frees_slot",
+    "test_limit_disconnect_frees_slot",
+    "test_limit_rejections_take_no_slot",
+}
+
+
+@pytest.fixture(scope="module")
+def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    port, key = free_port(), new_key()
+    argv = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(ensure_embedded_model()),
+        "--served-model-name",
+        SERVED_MODEL_ID,
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--gpu-memory-utilization",
+        "0.3",
+        "--dtype",
+        "float32",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-key",
+        key,
+    ]
+    log = tmp_path_factory.mktemp("vllm-openai") / "server.log"
+    with launch_command(argv, f"http://127.0.0.1:{port}/health", startup_timeout_s=1200, log_path=log):
+        yield f"http://127.0.0.1:{port}/v1", key
+
+
+def test_the_suite_finds_exactly_vllms_known_departures_from_the_contract(
+    vllm_openai_server: tuple[str, str], tmp_path: Path
+) -> None:
+    base_url, key = vllm_openai_server
+    argv = [
+        sys.executable,
+        "-m",
+        "harness",
+        "check",
+        "--base-url",
+        base_url,
+        "--api-key",
+        key,
+        "--model",
+        SERVED_MODEL_ID,
+        "--profile",
+        "openai",
+        "--release-timeout",
+        "60",
+        "--output-dir",
+        str(tmp_path),
+        "-q",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1500)
+    result = json.loads((tmp_path / "result.json").read_text())
+    failed = {c["check"] for c in result["checks"] if c["outcome"] != "passed"}
+    passed = {c["check"] for c in result["checks"] if c["outcome"] == "passed"}
+    assert done.returncode == 1
+    assert failed == EXPECTED_FAILURES, done.stdout[-3000:]
+    assert {
+        "test_stream_framing",
+        "test_chunk_schema",
+        "test_chat_matches_templated_completion",
+        "test_completion_prompt_verbatim",
+        "test_sdk_parses",
+        "test_usage_arithmetic",
+    } <= passed
