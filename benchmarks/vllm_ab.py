@@ -19,14 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.target import free_port, launch_command, launch_reference_server, new_key  # noqa: E402
+from harness.target import launch_reference_server, launch_vllm_openai_server, new_key  # noqa: E402
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model  # noqa: E402
 
 ENGINE = ["--max-model-len", "2048", "--enforce-eager", "--dtype", "float32", "--gpu-memory-utilization", "0.3"]
@@ -35,29 +34,6 @@ BENCH_SERVE = (
     "from vllm.benchmarks.serve import add_cli_args, main\n"
     "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))\n"
 )
-
-
-@contextmanager
-def vllm_own_server(model_dir: Path, key: str, log: Path) -> Iterator[str]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--served-model-name",
-        SERVED_MODEL_ID,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--api-key",
-        key,
-        *ENGINE,
-    ]
-    with launch_command(argv, f"http://127.0.0.1:{port}/health", startup_timeout_s=1200, log_path=log):
-        yield f"http://127.0.0.1:{port}"
 
 
 def bench_serve(root_url: str, key: str, model_dir: Path, num_prompts: int, out: Path) -> dict[str, float]:
@@ -170,7 +146,9 @@ def main() -> None:
                 log_path=work / "ours.log",
             )
         )
-        theirs_root = stack.enter_context(vllm_own_server(model_dir, key, work / "theirs.log"))
+        theirs_root = stack.enter_context(
+            launch_vllm_openai_server(model_dir, SERVED_MODEL_ID, key, ENGINE, log_path=work / "theirs.log")
+        )
         servers = {
             "A reference server (vllm engine)": (ours.target.root_url, ours.target.api_key),
             "B vLLM OpenAI server": (theirs_root, key),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeVar
+from typing import IO, Any, Literal, Self, TypeVar, get_args
 
 import orjson
 
@@ -35,18 +35,7 @@ ErrorKind = Literal[
     "client_error",
     "cancelled",
 ]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "rate_limited",
-    "http_4xx",
-    "http_5xx",
-    "timeout",
-    "connect",
-    "disconnect",
-    "protocol_error",
-    "stream_error",
-    "client_error",
-    "cancelled",
-)
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 _T = TypeVar("_T")
 MAX_CONFORMANCE_ERRORS = 5  # kept per request; `conformance_error_count` has the full count
 

@@ -84,6 +84,39 @@ def launch_command(
             sink.close()
 
 
+@contextlib.contextmanager
+def launch_vllm_openai_server(
+    model_dir: Path,
+    served_model_name: str,
+    api_key: str,
+    engine_args: Sequence[str] = (),
+    *,
+    startup_timeout_s: float = 1200.0,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """vLLM's own OpenAI server (a peer to compare with) on a free port of 127.0.0.1; yields its root URL."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_model_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-key",
+        api_key,
+        *engine_args,
+    ]
+    root = f"http://127.0.0.1:{port}"
+    with launch_command(argv, f"{root}/health", startup_timeout_s=startup_timeout_s, log_path=log_path):
+        yield root
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.target import free_port, launch_command, new_key
+from harness.target import launch_vllm_openai_server, new_key
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
 
 pytestmark = pytest.mark.vllm
@@ -35,15 +35,8 @@ EXPECTED_FAILURES = {
 
 @pytest.fixture(scope="module")
 def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    port, key = free_port(), new_key()
-    argv = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(ensure_embedded_model()),
-        "--served-model-name",
-        SERVED_MODEL_ID,
+    key = new_key()
+    engine_args = [
         "--max-model-len",
         "2048",
         "--enforce-eager",
@@ -51,16 +44,10 @@ def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         "0.3",
         "--dtype",
         "float32",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--api-key",
-        key,
     ]
     log = tmp_path_factory.mktemp("vllm-openai") / "server.log"
-    with launch_command(argv, f"http://127.0.0.1:{port}/health", startup_timeout_s=1200, log_path=log):
-        yield f"http://127.0.0.1:{port}/v1", key
+    with launch_vllm_openai_server(ensure_embedded_model(), SERVED_MODEL_ID, key, engine_args, log_path=log) as root:
+        yield f"{root}/v1", key
 
 
 def test_the_suite_finds_exactly_vllms_known_departures_from_the_contract(
