@@ -5,6 +5,7 @@ Definitions (all latencies in milliseconds; only measured, non-warm-up requests 
   queueing in the client (a late dispatch, a concurrency cap, 429 retries) cannot hide.
 - ITL: the gap between consecutive content chunks; a chunk carrying k tokens contributes k samples of gap/k.
 - TPOT: (last content chunk − first content chunk) / (output tokens − 1), per request.
+- Dispatch delay: first send − scheduled time (the waits between 429 retries are throttling, reported apart).
 - Throughput: over the step's window, from its measurement start to the end of its last measured request.
 - Goodput: successful requests meeting every SLO given (TTFT, TPOT, worst ITL gap of the request, E2E from the
   scheduled time), per second and as a fraction of measured requests.
@@ -12,11 +13,18 @@ Definitions (all latencies in milliseconds; only measured, non-warm-up requests 
   with at least one, among those that streamed).
 - Percentiles are exact (nearest rank over every sample): p50, p90, p95, p99, p99.9 and max.
 - Fairness: Jain's index of the output-token throughput each API key received, when there are several keys.
+- 429 responses: every 429 a request met, the ones it retried past included (attempts − 1 when it was retried).
+- Knee of a sweep: the lowest load (concurrency or rate) whose output-token throughput reaches 90% of the sweep's
+  best; beyond it more load buys little throughput and mostly adds latency.
+- Limit behaviour: closed-loop steps at or below the per-key concurrency limit must meet no 429, steps above it
+  (every key over its limit) must meet some; steps in between (several keys) are not judged. Unlike every other
+  figure it counts warm-up requests too: the limit holds at every moment, and a step's first 429s come at its start.
+- Timing error: |measured − ground truth| for TTFT per request and ITL per gap, against the server's own traces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,10 +33,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from harness.records import ERROR_KINDS, Record, RunFile, StepInfo
+from harness.truth import Truth
 
 Floats = npt.NDArray[np.float64]
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99_9", 99.9))
 _NAN = float("nan")
+KNEE_FRACTION = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +76,14 @@ def distribution(values: Iterable[float] | Floats) -> dict[str, Any]:
     out["mean"] = _round(float(a.mean()))
     out["min"] = _round(float(a.min()))
     for name, q in PERCENTILES:
-        out[name] = _round(float(np.percentile(a, q, method="inverted_cdf")))
+        out[name] = _round(float(nearest_rank(a, q)))
     out["max"] = _round(float(a.max()))
     return out
+
+
+def nearest_rank(values: Floats, q: float, axis: int | None = None) -> Any:
+    """The exact q-th percentile (0–100): the smallest sample with at least q% of the samples at or below it."""
+    return np.percentile(values, q, axis=axis, method="inverted_cdf")
 
 
 def jain_index(values: Sequence[float]) -> float | None:
@@ -116,13 +131,20 @@ def request_frame(records: Sequence[Record]) -> pd.DataFrame:
             "conformance_errors": np.array([r.conformance_error_count for r in records], dtype=np.int64),
             "throttled": np.array([r.attempts > 1 for r in records], dtype=bool),
             "throttled_ms": np.array([r.throttled_ns / 1e6 for r in records], dtype=np.float64),
+            "responses_429": np.array([_rejections(r) for r in records], dtype=np.int64),
             "scheduled_ns": np.array([r.scheduled_ns for r in records], dtype=np.float64),
             "sent_ns": sent,
             "end_ns": end,
             "ttft_ms": (_nullable(r.first_token_ns for r in records) - sent) / 1e6,
             "e2e_ms": (end - sent) / 1e6,
             "e2e_from_scheduled_ms": (end - np.array([r.scheduled_ns for r in records], dtype=np.float64)) / 1e6,
-            "dispatch_delay_ms": (sent - np.array([r.scheduled_ns for r in records], dtype=np.float64)) / 1e6,
+            # From the first send: the waits between 429 retries are throttling (reported apart), not the client's.
+            "dispatch_delay_ms": (
+                sent
+                - np.array([r.throttled_ns for r in records], dtype=np.float64)
+                - np.array([r.scheduled_ns for r in records], dtype=np.float64)
+            )
+            / 1e6,
             "tpot_ms": tpot,
             "max_itl_ms": max_gap,
             "chunks": chunks,
@@ -133,6 +155,11 @@ def request_frame(records: Sequence[Record]) -> pd.DataFrame:
         }
     )
     return frame
+
+
+def _rejections(r: Record) -> int:
+    """429s met: every attempt before the last was one (only 429s are retried), and the last one may be."""
+    return max(0, r.attempts - 1) + (1 if r.status == 429 else 0)
 
 
 def itl_samples(records: Iterable[Record]) -> Floats:
@@ -203,6 +230,7 @@ def _table(frame: pd.DataFrame, records: Sequence[Record], window_s: float, slo:
             "conformance_error": _round(int((frame["conformance_errors"] > 0).sum()) / streamed) if streamed else None,
         },
         "throttled_s": _round(float(frame["throttled_ms"].sum()) / 1e3),
+        "responses_429": int(frame["responses_429"].sum()),
         "throughput": {
             "requests_per_s": _round(len(ok) * per_s),
             "output_tokens_per_s": _round(float(ok["completion_tokens"].sum()) * per_s),
@@ -270,8 +298,18 @@ def _load(steps: Sequence[StepInfo]) -> dict[str, Any]:
     }
 
 
-def summarize(run: RunFile, slo: Slo | None = None) -> dict[str, Any]:
-    """The run's summary: a table per step and one over every measured request (no validity verdict yet)."""
+def summarize(
+    run: RunFile,
+    slo: Slo | None = None,
+    *,
+    concurrency_limit: int | None = None,
+    truth: Mapping[str, Truth] | None = None,
+) -> dict[str, Any]:
+    """The run's summary: a table per step and one over every measured request (no validity verdict yet).
+
+    With the target's per-key `concurrency_limit` it says whether the limit showed as it should; with the
+    server's ground truth, how far the measured timings are from it.
+    """
     measured = [r for r in run.requests if not r.warmup]
     frame = request_frame(measured)
     by_step: dict[int, list[int]] = {}
@@ -295,7 +333,9 @@ def summarize(run: RunFile, slo: Slo | None = None) -> dict[str, Any]:
             "arrival": step.arrival,
             "burstiness": step.burstiness,
             "max_concurrency": step.max_concurrency,
-            "warmup_requests": sum(1 for r in run.requests if r.warmup and r.step == step.step),
+            "warmup_requests": len(warm := [r for r in run.requests if r.warmup and r.step == step.step]),
+            "warmup_responses_429": sum(_rejections(r) for r in warm),
+            "warmup_errors": sum(1 for r in warm if r.error_kind not in (None, "rate_limited")),
         }
         steps.append(header | table | {"load": _load([step])})
     overall = _table(frame, measured, total_window, slo) | {"load": _load(run.steps)}
@@ -309,4 +349,195 @@ def summarize(run: RunFile, slo: Slo | None = None) -> dict[str, Any]:
         "slo": slo.as_dict() if slo is not None else None,
         "steps": steps,
         "overall": overall,
+        "knee": knee(steps),
+        "limit": None if concurrency_limit is None else limit_behaviour(steps, concurrency_limit, _keys(measured)),
+        "timing_error_ms": timing_errors(measured, truth) if truth else None,
     }
+
+
+def _keys(records: Sequence[Record]) -> int:
+    return max(1, len({r.key for r in records}))
+
+
+def _load_level(step: Mapping[str, Any]) -> float | None:
+    value = step["concurrency"] if step["mode"] == "concurrency" else step["rate"] if step["mode"] == "rate" else None
+    return None if value is None else float(value)
+
+
+def knee(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The knee of a sweep of at least three steps of one mode (see the module's definitions); None otherwise."""
+    # A step that measured nothing (its requests outlasted it) says nothing about throughput.
+    levels = [(level, s) for s in steps if (level := _load_level(s)) is not None and s["requests"]["ok"]]
+    if len(levels) < 3 or len({s["mode"] for _, s in levels}) != 1:
+        return None
+    levels.sort(key=lambda pair: pair[0])
+    best = max(s["throughput"]["output_tokens_per_s"] for _, s in levels)
+    if best <= 0:
+        return None
+    level, step = next((lv, s) for lv, s in levels if s["throughput"]["output_tokens_per_s"] >= KNEE_FRACTION * best)
+    return {
+        "mode": step["mode"],
+        "load": level,
+        "step": step["step"],
+        "label": step["label"],
+        "output_tokens_per_s": step["throughput"]["output_tokens_per_s"],
+        "best_output_tokens_per_s": best,
+        "fraction": KNEE_FRACTION,
+    }
+
+
+def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 1) -> dict[str, Any] | None:
+    """Did 429s come exactly where the per-key limit says? None when the run has no closed-loop step."""
+    judged: list[dict[str, Any]] = []
+    for s in steps:
+        if s["mode"] != "concurrency" or s["concurrency"] is None:
+            continue
+        users = int(s["concurrency"])
+        side = "at_or_below" if users <= limit else "above" if users > limit * keys else "not_judged"
+        # The limit holds at every moment: warm-up requests count here (a step's first 429s come at its start).
+        rejections = int(s["responses_429"]) + int(s.get("warmup_responses_429", 0))
+        honoured = None if side == "not_judged" else (rejections == 0) == (side == "at_or_below")
+        judged.append(
+            {
+                "step": s["step"],
+                "label": s["label"],
+                "concurrency": users,
+                "side": side,
+                "responses_429": rejections,
+                "errors": s["requests"]["errors"] + int(s.get("warmup_errors", 0)),
+                "requests": s["requests"]["total"] + int(s["warmup_requests"]),
+                "honoured": honoured,
+            }
+        )
+    if not judged:
+        return None
+    below = [j for j in judged if j["side"] == "at_or_below"]
+    below_requests = sum(j["requests"] for j in below)
+    return {
+        "concurrency_limit": limit,
+        "keys": keys,
+        "honoured": all(j["honoured"] is not False for j in judged),
+        "responses_429_at_or_below": sum(j["responses_429"] for j in below),
+        "steps_above_without_429": sum(1 for j in judged if j["side"] == "above" and j["responses_429"] == 0),
+        "error_rate_at_or_below": _round(sum(j["errors"] for j in below) / below_requests) if below_requests else None,
+        "steps": judged,
+    }
+
+
+def timing_errors(records: Iterable[Record], truth: Mapping[str, Truth]) -> dict[str, Any]:
+    """|measured − true| TTFT per request and ITL per gap, for the successful requests the server traced.
+
+    Both sides are differences of one clock each, so the client's and the server's origins cancel.
+    """
+    ttft: list[float] = []
+    itl: list[Floats] = []
+    matched = unmatched = 0
+    for r in records:
+        if r.error_kind is not None or r.warmup:
+            continue
+        t = truth.get(r.request_id or "")
+        if t is None or r.first_token_ns is None or r.sent_ns is None or len(r.chunk_ns) != len(t.token_chunk_ns):
+            unmatched += 1
+            continue
+        matched += 1
+        ttft.append(abs((r.first_token_ns - r.sent_ns) - (t.token_chunk_ns[0] - t.received_ns)) / 1e6)
+        measured = np.diff(np.asarray(r.chunk_ns, dtype=np.int64))
+        true = np.diff(np.asarray(t.token_chunk_ns, dtype=np.int64))
+        itl.append(np.abs(measured - true) / 1e6)
+    gaps = np.concatenate(itl) if itl else np.empty(0, dtype=np.float64)
+    return {"matched": matched, "unmatched": unmatched, "ttft": distribution(ttft), "itl": distribution(gaps)}
+
+
+def latency_samples(records: Sequence[Record]) -> dict[str, Floats]:
+    """Per-request samples of the successful measured requests (TTFT, TPOT, E2E in ms; prompt and output
+    tokens), and ITL per token: what CDFs are drawn from and what a baseline comparison resamples."""
+    ok = [r for r in records if r.error_kind is None and not r.warmup]
+    frame = request_frame(ok)
+    out: dict[str, Floats] = {
+        name: frame[column].to_numpy(dtype=np.float64)
+        for name, column in (
+            ("ttft", "ttft_ms"),
+            ("tpot", "tpot_ms"),
+            ("e2e", "e2e_ms"),
+            ("prompt_tokens", "prompt_tokens"),
+            ("completion_tokens", "completion_tokens"),
+        )
+    }
+    out["itl"] = itl_samples(ok)
+    return {name: values[np.isfinite(values)] for name, values in out.items()}
+
+
+def _ramp_sums(starts: Floats, at: Floats) -> Floats:
+    """Σ max(0, t − s) over the starts s, for each t: the integral of how many intervals have begun."""
+    ordered = np.sort(starts)
+    before = np.searchsorted(ordered, at, side="right")
+    cumulative = np.concatenate(([0.0], np.cumsum(ordered)))
+    return np.asarray(before * at - cumulative[before], dtype=np.float64)
+
+
+def _bin_width(span_s: float) -> float:
+    """A round bin width giving at most ~200 bins."""
+    for width in (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0):
+        if span_s / width <= 200:
+            return width
+    return float(np.ceil(span_s / 200 / 60.0) * 60.0)
+
+
+def timeline(run: RunFile, bin_s: float | None = None) -> pd.DataFrame:
+    """What happened over time, every request included (warm-up too), in bins from the run's origin.
+
+    Columns: `t_s` (bin start, s), `in_flight` (mean requests between their last send and their end),
+    `output_tokens_per_s` (content tokens as they arrived), `requests_per_s` (successes by end time),
+    `responses_429_per_s` and `errors_per_s` (other failures). The moments of the 429s a retried request met are
+    not recorded: they are spread evenly over the time it was throttled.
+    """
+    records = [r for r in run.requests if r.sent_ns is not None]
+    ends = np.array([_last_ns(r) for r in records], dtype=np.float64) / 1e9
+    sent = np.array([r.sent_ns for r in records], dtype=np.float64) / 1e9
+    span = float(ends.max()) if len(ends) else 0.0
+    width = bin_s or _bin_width(span)
+    # Bins cover the whole run; the last end lands inside the last bin.
+    edges: Floats = np.arange(int(span // width) + 2, dtype=np.float64) * width
+    busy = _ramp_sums(sent, edges) - _ramp_sums(ends, edges)
+    chunk_at = np.array([t for r in records for t in r.chunk_ns], dtype=np.float64) / 1e9
+    chunk_tokens = np.array(
+        [
+            n
+            for r in records
+            for n in (r.chunk_tokens if len(r.chunk_tokens) == len(r.chunk_ns) else [1] * len(r.chunk_ns))
+        ],
+        dtype=np.float64,
+    )
+    ok = np.array([r.error_kind is None for r in records], dtype=bool)
+    limited = np.array([r.error_kind == "rate_limited" for r in records], dtype=bool)
+    rejected: list[float] = []
+    for r in records:
+        earlier = max(0, r.attempts - 1)
+        if earlier:
+            first = (r.sent_ns or 0) - r.throttled_ns
+            rejected += [(first + r.throttled_ns * k / earlier) / 1e9 for k in range(earlier)]
+        if r.status == 429:
+            rejected.append((r.sent_ns or 0) / 1e9)
+
+    def per_s(times: Floats, weights: Floats | None = None) -> Floats:
+        counts, _ = np.histogram(times, bins=edges, weights=weights)
+        return np.asarray(counts, dtype=np.float64) / width
+
+    return pd.DataFrame(
+        {
+            "t_s": edges[:-1],
+            "in_flight": np.diff(busy) / width,
+            "output_tokens_per_s": per_s(chunk_at, chunk_tokens),
+            "requests_per_s": per_s(ends[ok]),
+            "responses_429_per_s": per_s(np.asarray(rejected, dtype=np.float64)),
+            "errors_per_s": per_s(ends[~ok & ~limited]),
+        }
+    )
+
+
+def _last_ns(r: Record) -> int:
+    """When a request was over: its end, else the last thing seen of it."""
+    for value in (r.end_ns, r.chunk_ns[-1] if r.chunk_ns else None, r.headers_ns, r.sent_ns):
+        if value is not None:
+            return value
+    return r.scheduled_ns

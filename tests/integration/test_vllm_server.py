@@ -104,13 +104,15 @@ async def test_usage_is_the_engine_tokenizers_count_of_exactly_what_it_processed
     t = vllm_server.target
     messages = [{"role": "user", "content": "Name three colours."}]
     headers = {"Authorization": f"Bearer {t.api_key}"}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{t.base_url}/chat/completions",
             headers=headers,
             json={"model": t.model, "messages": messages, "max_tokens": 7, "temperature": 0, "ignore_eos": True},
-        ) as r:
-            chat = await r.json()
+        ) as r,
+    ):
+        chat = await r.json()
     rendered = schemas.render_chat("chatml", messages)
     assert rendered == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert chat["usage"]["prompt_tokens"] == len(tokenizer.encode(rendered, add_special_tokens=False))

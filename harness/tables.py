@@ -1,0 +1,218 @@
+"""The report's tables, as rows of formatted cells, from summaries (`harness.metrics` made every value in them).
+
+One definition per table serves both renderings, HTML (`harness.html`) and Markdown (`harness.report`), so that the
+pull-request comment and the page can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Summary = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Formatted cells; `numeric` says which columns are right-aligned (by default all but the first)."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: list[bool] | None = None
+
+    def right(self, column: int) -> bool:
+        return self.numeric[column] if self.numeric is not None else column > 0
+
+
+def ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}" if value else "0%"
+
+
+def num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _lat(table: Summary, name: str, q: str) -> float | None:
+    value: float | None = table["latency_ms"][name][q]
+    return value
+
+
+# Per-step columns: header, cell from a step (or overall) table.
+_STEP_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
+    ("ok/total", lambda t: f"{t['requests']['ok']}/{t['requests']['total']}"),
+    ("errors", lambda t: pct(t["rates"]["error"])),
+    ("429s", lambda t: str(t.get("responses_429", t["requests"]["rate_limited"]))),
+    ("req/s", lambda t: num(t["throughput"]["requests_per_s"])),
+    ("out tok/s", lambda t: num(t["throughput"]["output_tokens_per_s"], 0)),
+    ("TTFT p50", lambda t: ms(_lat(t, "ttft", "p50"))),
+    ("TTFT p99", lambda t: ms(_lat(t, "ttft", "p99"))),
+    ("ITL p50", lambda t: ms(_lat(t, "itl", "p50"))),
+    ("ITL p99", lambda t: ms(_lat(t, "itl", "p99"))),
+    ("TPOT p50", lambda t: ms(_lat(t, "tpot", "p50"))),
+    ("E2E p50", lambda t: ms(_lat(t, "e2e", "p50"))),
+    ("E2E p99", lambda t: ms(_lat(t, "e2e", "p99"))),
+    ("E2E* p99", lambda t: ms(_lat(t, "e2e_from_scheduled", "p99"))),
+    ("goodput", lambda t: pct(t["goodput_fraction"])),
+]
+STEP_NOTE = (
+    "Latencies in ms over successful measured requests; E2E* is measured from the scheduled time (client queueing "
+    "and 429 retries included); 429s counts every 429 response the measured requests met (the limit section "
+    "counts warm-up requests too)."
+)
+
+
+def steps_table(summary: Summary) -> Table:
+    """One row per load step and one for the whole run."""
+    headers = ["step", *(name for name, _ in _STEP_COLUMNS), "verdict"]
+    rows = []
+    for step in summary["steps"]:
+        cells = [cell(step) for _, cell in _STEP_COLUMNS]
+        rows.append([step["label"], *cells, step.get("validity", {}).get("verdict", "–")])
+    overall = summary["overall"]
+    rows.append(["all", *(cell(overall) for _, cell in _STEP_COLUMNS), summary["validity"]["verdict"]])
+    return Table(headers, rows)
+
+
+def target_table(summary: Summary) -> Table:
+    """What was measured, and how: the target and the run's configuration."""
+    target = summary["target"]
+    config = summary["config"]
+    rows = [
+        ["target", str(target.get("description") or target.get("base_url", "–"))],
+        ["base URL", str(target.get("base_url", "–"))],
+        ["model", str(target.get("model", "–"))],
+        ["profile / endpoint", f"{target.get('profile', '–')} / {target.get('endpoint', '–')}"],
+        ["API keys", ", ".join(map(str, target.get("keys", []))) or "–"],
+        ["run", f"{summary['run_id']} ({summary['tool']}, started {summary['started_at']})"],
+        ["steps", ", ".join(map(str, config.get("steps", []))) or "–"],
+        ["per step", f"warm-up {config.get('warmup_s', '–')} s, then {_extent(config)}"],
+        ["prompts", _prompts(config.get("prompts") or {})],
+        ["on 429", str(config.get("on_429", "–"))],
+        ["SLO", ", ".join(f"{k} ≤ {v:g}" for k, v in (summary.get("slo") or {}).items()) or "none"],
+        ["records", ", ".join(summary.get("sources", [])) or "–"],
+    ]
+    return Table(["", ""], rows, [False, False])
+
+
+def _extent(config: Mapping[str, Any]) -> str:
+    if config.get("requests"):
+        return f"{config['requests']} requests"
+    return f"{config['duration_s']} s" if config.get("duration_s") is not None else "–"
+
+
+def _prompts(prompts: Mapping[str, Any]) -> str:
+    if not prompts:
+        return "–"
+    parts = [str(prompts.get("source"))]
+    if prompts.get("input_tokens"):
+        parts.append(f"input {prompts['input_tokens']} tokens")
+    if prompts.get("output_tokens"):
+        parts.append(f"output {prompts['output_tokens']} tokens")
+    return ", ".join(parts)
+
+
+def limit_table(summary: Summary) -> Table | None:
+    limit = summary.get("limit")
+    if not limit:
+        return None
+    side = {"at_or_below": "at or below", "above": "above", "not_judged": "not judged"}
+    yes_no = {True: "yes", False: "NO", None: "–"}
+    rows = [
+        [s["label"], side[s["side"]], str(s["responses_429"]), str(s["errors"]), yes_no[s["honoured"]]]
+        for s in limit["steps"]
+    ]
+    return Table(["step", "vs limit", "429s", "errors", "as expected"], rows, [False, False, True, True, False])
+
+
+def conformance_table(summary: Summary) -> Table | None:
+    conformance = summary.get("conformance")
+    if not conformance:
+        return None
+    counts = conformance["summary"]
+    headers = ["total", "passed", "failed", "error", "skipped", "not run"]
+    row = [str(counts[k]) for k in ("total", "passed", "failed", "error", "skipped", "not_run")]
+    return Table(headers, [row], [True] * len(headers))
+
+
+def timing_table(summary: Summary) -> Table | None:
+    errors = summary.get("timing_error_ms")
+    if not errors:
+        return None
+    rows = [
+        [name, str(errors[key]["count"]), ms(errors[key]["p50"]), ms(errors[key]["p99"]), ms(errors[key]["max"])]
+        for name, key in (("TTFT (per request)", "ttft"), ("ITL (per gap)", "itl"))
+    ]
+    return Table(["|measured − true|, ms", "samples", "p50", "p99", "max"], rows)
+
+
+# Rows of the side-by-side comparison: name, value from a summary, format.
+_COMPARED: list[tuple[str, Callable[[Summary], float | None], Callable[[float | None], str]]] = [
+    ("requests ok", lambda s: s["overall"]["requests"]["ok"], lambda v: num(v, 0)),
+    ("error rate", lambda s: s["overall"]["rates"]["error"], pct),
+    ("429 responses", lambda s: s["overall"].get("responses_429"), lambda v: num(v, 0)),
+    ("requests/s", lambda s: s["overall"]["throughput"]["requests_per_s"], num),
+    ("output tokens/s", lambda s: s["overall"]["throughput"]["output_tokens_per_s"], lambda v: num(v, 0)),
+    ("TTFT p50 (ms)", lambda s: _lat(s["overall"], "ttft", "p50"), ms),
+    ("TTFT p99 (ms)", lambda s: _lat(s["overall"], "ttft", "p99"), ms),
+    ("ITL p50 (ms)", lambda s: _lat(s["overall"], "itl", "p50"), ms),
+    ("ITL p99 (ms)", lambda s: _lat(s["overall"], "itl", "p99"), ms),
+    ("TPOT p50 (ms)", lambda s: _lat(s["overall"], "tpot", "p50"), ms),
+    ("E2E p50 (ms)", lambda s: _lat(s["overall"], "e2e", "p50"), ms),
+    ("E2E p99 (ms)", lambda s: _lat(s["overall"], "e2e", "p99"), ms),
+    ("knee (load)", lambda s: (s.get("knee") or {}).get("load"), lambda v: num(v, 0)),
+]
+
+
+def _delta(base: float | None, value: float | None) -> str:
+    if base is None or value is None or base == 0:
+        return "–"
+    return f"{(value - base) / base:+.1%}"
+
+
+def comparison_table(summaries: Sequence[Summary], labels: Sequence[str]) -> Table:
+    """The runs side by side over all their measured requests, with each run's change against the first."""
+    headers = ["", *labels, *(f"Δ {label}" for label in labels[1:])]
+    rows = []
+    for name, value, fmt in _COMPARED:
+        values = [value(s) for s in summaries]
+        rows.append([name, *(fmt(v) for v in values), *(_delta(values[0], v) for v in values[1:])])
+    rows.append(["verdict", *(s["validity"]["verdict"] for s in summaries), *("" for _ in labels[1:])])
+    rows.append(["conformance", *(_conformance_cell(s) for s in summaries), *("" for _ in labels[1:])])
+    rows.append(["limit honoured", *(_limit_cell(s) for s in summaries), *("" for _ in labels[1:])])
+    return Table(headers, rows)
+
+
+def steps_comparison_table(summaries: Sequence[Summary], labels: Sequence[str]) -> Table:
+    """Output tokens/s and TTFT/E2E p99 per step, one column per run."""
+    order: list[str] = []
+    for s in summaries:
+        order += [step["label"] for step in s["steps"] if step["label"] not in order]
+    columns: list[tuple[str, Callable[[Summary], str]]] = [
+        ("tok/s", lambda t: num(t["throughput"]["output_tokens_per_s"], 0)),
+        ("TTFT p99", lambda t: ms(_lat(t, "ttft", "p99"))),
+        ("E2E p99", lambda t: ms(_lat(t, "e2e", "p99"))),
+    ]
+    headers = ["step", *(f"{name} {label}" for name, _ in columns for label in labels)]
+    rows = []
+    for label in order:
+        found = [next((t for t in s["steps"] if t["label"] == label), None) for s in summaries]
+        rows.append([label, *(cell(t) if t is not None else "–" for _, cell in columns for t in found)])
+    return Table(headers, rows)
+
+
+def _conformance_cell(summary: Summary) -> str:
+    c = summary.get("conformance")
+    if not c:
+        return "not run"
+    counts = c["summary"]
+    return f"{counts['passed']}/{counts['total']} passed" + ("" if c["passed"] else " (FAILED)")
+
+
+def _limit_cell(summary: Summary) -> str:
+    limit = summary.get("limit")
+    return "–" if not limit else "yes" if limit["honoured"] else "NO"

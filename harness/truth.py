@@ -1,0 +1,90 @@
+"""Ground truth: when the reference server received each request and wrote each of its token chunks.
+
+A request sent with `x-trace-timing: 1` leaves a trace on the reference server (`GET /debug/traces/{id}`, the id
+being the response's `x-request-id`). After a run the traces of its measured requests are fetched and kept beside
+the records as `ground_truth.jsonl`, one line per request; `harness.metrics.timing_errors` then says how far the
+harness's own TTFT and ITL are from the server's. Only a reference server keeps traces; other endpoints have none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from harness.records import Record
+
+TRUTH_FILE = "ground_truth.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """One request as the server saw it: `received_ns` and the write of every chunk from the first token on.
+
+    Both are CLOCK_MONOTONIC readings of the server's host, comparable with differences of the client's own
+    timestamps (the absolute values are on another origin).
+    """
+
+    request_id: str
+    received_ns: int
+    token_chunk_ns: tuple[int, ...]
+
+
+def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
+    """A trace from `/debug/traces/{id}`; None when no token was ever written."""
+    chunks = trace.get("chunk_ns")
+    first = trace.get("first_token_ns")
+    received = trace.get("received_ns")
+    if not isinstance(chunks, list) or not isinstance(first, int) or not isinstance(received, int):
+        return None
+    if first not in chunks:
+        return None
+    # The chat role chunk that precedes the first token carries no content; the client does not count it either.
+    return Truth(request_id, received, tuple(int(c) for c in chunks[chunks.index(first) :]))
+
+
+async def fetch(root_url: str, api_key: str, records: Iterable[Record], parallel: int = 16) -> list[Truth]:
+    """The traces of the given requests that the server still holds (requests without an id are passed over)."""
+    ids = sorted({r.request_id for r in records if r.request_id})
+    found: list[Truth] = []
+    gate = asyncio.Semaphore(parallel)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+
+        async def one(request_id: str) -> None:
+            async with gate, session.get(f"{root_url}/debug/traces/{request_id}") as response:
+                if response.status != 200:
+                    return
+                body = orjson.loads(await response.read())
+            if isinstance(body, dict) and (truth := from_trace(request_id, body)) is not None:
+                found.append(truth)
+
+        await asyncio.gather(*(one(i) for i in ids))
+    found.sort(key=lambda t: t.request_id)
+    return found
+
+
+def write(path: Path, truths: Iterable[Truth]) -> int:
+    count = 0
+    with path.open("wb") as f:
+        for t in truths:
+            f.write(orjson.dumps(t) + b"\n")
+            count += 1
+    return count
+
+
+def read(path: Path) -> dict[str, Truth]:
+    """The ground truth kept beside a run, by request id (empty when there is none)."""
+    if not path.exists():
+        return {}
+    out: dict[str, Truth] = {}
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            obj = orjson.loads(line)
+            out[obj["request_id"]] = Truth(obj["request_id"], obj["received_ns"], tuple(obj["token_chunk_ns"]))
+    return out
