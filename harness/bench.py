@@ -41,6 +41,13 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError("a header is 'Name: value'")
+    return name.strip(), value.strip()
+
+
 def _ramp(text: str) -> tuple[float, float]:
     start, sep, end = text.partition(":")
     if not sep:
@@ -98,6 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     behaviour.add_argument("--timeout", type=float, default=600.0, help="seconds for a whole request")
     behaviour.add_argument("--validate-chunks", action="store_true", help="check every chunk against its schema")
     behaviour.add_argument("--trace-timing", action="store_true", help="ask for ground-truth timings (x-trace-timing)")
+    behaviour.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        metavar="'NAME: VALUE'",
+        help="an extra header on every request (repeatable), e.g. 'x-fault: stall:500' for the simulator",
+    )
     behaviour.add_argument("--slo", type=Slo.parse, help="e.g. ttft_ms=500,itl_ms=100,e2e_ms=20000")
 
     prompts = parser.add_argument_group("prompts (default: synthetic)")
@@ -206,6 +221,7 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
         request_timeout_s=args.timeout,
         validate_chunks=args.validate_chunks,
         trace_timing=args.trace_timing,
+        extra_headers=tuple(args.header),
     )
     client = Client(config, target.keys, connections=_connections(plans), origin_ns=0, seed=args.seed)
     async with client:

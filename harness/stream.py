@@ -1,0 +1,143 @@
+"""From a response to its record: the SSE events of a streamed answer, or the error body of a refused one.
+
+Shared by every client that fills records — `harness.client` (aiohttp) and the Locust users in `scenarios/`
+(gevent) — so that both turn the same bytes into the same fields. Nothing here does I/O or reads a clock: callers
+pass the arrival time of each read.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from harness.records import Record, apportion
+from harness.sse import DONE
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def refused(record: Record, status: int, raw: bytes, retry_after: str | None) -> None:
+    """A response that is not 200: its error kind, and the message of its error envelope when it has one."""
+    message = raw[:300].decode("utf-8", "replace")
+    try:
+        envelope = orjson.loads(raw)
+        message = str(envelope["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    if status == 429:
+        record.retry_after_s = retry_after_s(retry_after)
+        record.fail("rate_limited", message)
+    else:
+        record.fail("http_5xx" if status >= 500 else "http_4xx", f"{status}: {message}")
+
+
+class StreamState:
+    """What one streamed response has shown so far; turns into the record's fields in `finish`.
+
+    Feed it the events of each read with the read's arrival time (`time.perf_counter_ns()`), in order.
+    """
+
+    __slots__ = ("chars", "chat", "done", "origin", "record", "usage", "validate")
+
+    def __init__(self, record: Record, origin: int, validate: Callable[[Any], Any] | None, chat: bool) -> None:
+        self.record = record
+        self.origin = origin
+        self.validate = validate
+        self.chat = chat
+        self.chars: list[int] = []
+        self.usage: dict[str, Any] | None = None
+        self.done = False
+
+    def events(self, events: list[tuple[bytes, bytes]], at_ns: int) -> None:
+        record = self.record
+        t = at_ns - self.origin
+        for name, data in events:
+            if self.done:
+                record.fail("protocol_error", f"data after [DONE]: {data[:80]!r}")
+                continue
+            if data == DONE:
+                self.done = True
+                record.end_ns = t
+                continue
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                record.fail("protocol_error", f"an SSE event is not JSON: {data[:120]!r}")
+                continue
+            if not isinstance(chunk, dict):
+                record.fail("protocol_error", f"an SSE event is not a JSON object: {data[:120]!r}")
+                continue
+            if name == b"error" or "error" in chunk:
+                error = chunk.get("error")
+                message = error.get("message") if isinstance(error, dict) else error
+                record.fail("stream_error", f"error in stream: {message}")
+                continue
+            if self.validate is not None:
+                record.chunks_validated += 1
+                try:
+                    self.validate(chunk)
+                except fastjsonschema.JsonSchemaValueException as exc:
+                    record.nonconformant(f"chunk {record.chunks_validated}: {exc.message}")
+            self._chunk(chunk, t)
+
+    def _chunk(self, chunk: dict[str, Any], t: int) -> None:
+        record = self.record
+        if record.request_id is None and isinstance(chunk.get("id"), str):
+            record.request_id = chunk["id"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+            return
+        choice = choices[0]
+        if self.chat:
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+        else:
+            text = choice.get("text")
+        if isinstance(text, str) and text:
+            if record.first_token_ns is None:
+                record.first_token_ns = t
+            record.chunk_ns.append(t)
+            self.chars.append(len(text))
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            record.finish_reason = reason
+
+    def finish(self, truncated: bool, now_ns: int) -> None:
+        record = self.record
+        if not self.done:
+            record.end_ns = now_ns - self.origin
+            if truncated:
+                record.fail("disconnect", "the stream ended in the middle of an event")
+            else:
+                record.fail("protocol_error", "the stream ended without data: [DONE]")
+        usage = self.usage
+        if usage is not None:
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            record.prompt_tokens = prompt if isinstance(prompt, int) else None
+            record.completion_tokens = completion if isinstance(completion, int) else None
+        elif record.error_kind is None:
+            record.nonconformant("no usage in the stream although stream_options.include_usage was sent")
+        record.chunk_tokens = apportion(self.chars, record.completion_tokens)
+        if record.error_kind is None and record.finish_reason is None:
+            record.nonconformant("no chunk carried a finish_reason")

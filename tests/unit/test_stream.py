@@ -1,0 +1,70 @@
+"""`harness.stream` on its own: what `harness bench` and the Locust users share, fed bytes and times by hand."""
+
+from __future__ import annotations
+
+import orjson
+
+from harness.records import Record
+from harness.sse import SSEParser
+from harness.stream import StreamState, refused
+
+MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+
+
+def completion_chunk(text: str, finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+    body: dict[str, object] = {
+        "id": f"{MODEL}-1",
+        "object": "text_completion",
+        "model": MODEL,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def test_each_read_stamps_its_events_with_the_time_it_arrived() -> None:
+    record = Record()
+    state = StreamState(record, origin=1_000, validate=None, chat=False)
+    parser = SSEParser()
+    first = completion_chunk("Hel") + completion_chunk("lo")[:20]
+    rest = completion_chunk("lo")[20:] + completion_chunk("!", "length", {"prompt_tokens": 4, "completion_tokens": 6})
+    state.events(parser.feed(first), 5_000)
+    state.events(parser.feed(rest + b"data: [DONE]\n\n"), 9_000)
+    state.finish(parser.close(), 9_500)
+    # The chunk split across reads counts from the read that completed it; times are relative to the origin.
+    assert (record.first_token_ns, record.chunk_ns, record.end_ns) == (4_000, [4_000, 8_000, 8_000], 8_000)
+    assert (record.prompt_tokens, record.completion_tokens, record.finish_reason) == (4, 6, "length")
+    assert record.chunk_tokens == [3, 2, 1]  # six tokens spread over the chunks by their text length
+    assert record.error_kind is None and record.conformance_error_count == 0
+    assert record.request_id == f"{MODEL}-1"
+
+
+def test_a_stream_cut_short_is_a_failure_at_the_time_it_ended() -> None:
+    record = Record()
+    state = StreamState(record, origin=0, validate=None, chat=False)
+    parser = SSEParser()
+    state.events(parser.feed(completion_chunk("a") + b"data: {"), 10)
+    state.finish(parser.close(), 25)
+    assert (record.error_kind, record.end_ns, record.chunk_ns) == ("disconnect", 25, [10])
+
+
+def test_a_refused_request_keeps_the_envelope_message_and_retry_after() -> None:
+    record = Record()
+    envelope = {"error": {"message": "Too many concurrent requests", "type": "rate_limit_error", "code": None}}
+    refused(record, 429, orjson.dumps(envelope), "1")
+    assert (record.error_kind, record.error_detail, record.retry_after_s) == (
+        "rate_limited",
+        "Too many concurrent requests",
+        1.0,
+    )
+
+
+def test_a_refused_request_without_an_envelope_keeps_the_start_of_its_body() -> None:
+    record = Record()
+    refused(record, 502, b"<html>Bad Gateway</html>", None)
+    assert (record.error_kind, record.error_detail, record.retry_after_s) == (
+        "http_5xx",
+        "502: <html>Bad Gateway</html>",
+        None,
+    )
