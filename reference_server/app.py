@@ -29,8 +29,14 @@ _AUTHENTICATED = ("/v1/", "/debug/")
 
 def _error_response(error: APIError, plain: bool = False) -> web.Response:
     if plain:  # the `not_envelope` fault
-        return web.Response(status=error.status, text=error.message, headers=error.headers)
-    return web.Response(status=error.status, body=error.body(), content_type="application/json", headers=error.headers)
+        resp = web.Response(status=error.status, text=error.message, headers=error.headers)
+    else:
+        resp = web.Response(
+            status=error.status, body=error.body(), content_type="application/json", headers=error.headers
+        )
+    if error.headers.get("Connection") == "close":
+        resp.force_close()  # the header alone does not make aiohttp close the connection
+    return resp
 
 
 def _from_http_exception(exc: web.HTTPException) -> APIError:
@@ -146,8 +152,8 @@ async def _trace(request: web.Request) -> web.Response:
 def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.Application:
     """The application for `engine`; the engine is started and stopped with the application."""
     app = web.Application(middlewares=[_envelope], client_max_size=config.max_body_bytes)
-    metrics = ServerMetrics(engine.stats)
-    limiter = ConcurrencyLimiter(config.concurrency_limit, on_change=metrics.set_in_flight)
+    limiter = ConcurrencyLimiter(config.concurrency_limit)
+    metrics = ServerMetrics(engine.stats, limiter.snapshot)
     app[STATE] = ServerState(
         config=config,
         engine=engine,
@@ -156,7 +162,7 @@ def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.App
         parser=RequestParser(),
         metrics=metrics,
         traces=TraceStore(),
-        openapi=orjson.dumps(openapi_document()),
+        openapi=b"",  # written at startup, when the engine knows its models
     )
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
@@ -175,6 +181,7 @@ async def _start_engine(app: web.Application) -> None:
     state = app[STATE]
     await state.engine.start()
     state.cards = {card.id: card for card in state.engine.models}
+    state.openapi = orjson.dumps(openapi_document(state.config.profile, list(state.cards)))
 
 
 async def _stop_engine(app: web.Application) -> None:

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=defaults.seed)
     vllm = p.add_argument_group("vLLM (--engine vllm)")
     vllm.add_argument("--served-model-name")
-    vllm.add_argument("--max-model-len", type=int)
+    vllm.add_argument("--max-model-len", type=int, help="context length (the simulator caps its models' at it too)")
     vllm.add_argument("--dtype", default="auto")
     vllm.add_argument("--tensor-parallel-size", type=int, default=1)
     vllm.add_argument("--pipeline-parallel-size", type=int, default=1)
@@ -135,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_num_seqs=args.max_num_seqs or SimOptions().max_num_seqs,
         output_len_mean=args.output_len_mean,
         seed=args.seed,
+        max_model_len=args.max_model_len,
     )
     engine_options: dict[str, Any] = {
         "model": args.model[0] if args.model else None,

@@ -76,6 +76,8 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
         ident = new_id(state.config.profile, kind, req.model)
         ident = fault.ident(ident) if fault is not None else ident
         trace = state.traces.start(ident, received_ns) if traces.HEADER in request.headers else None
+        if trace is not None and (client_id := request.headers.get("x-request-id")):
+            state.traces.alias(client_id, trace)
         run = _Run(state, request, req, slot, ident, prompt, sampling, fault, trace)
         try:
             response = await (run.stream() if req.stream else run.respond())
@@ -105,7 +107,13 @@ async def _read_body(request: web.Request, timeout_s: float) -> bytes:
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:
-        raise APIError(408, f"The request body did not arrive within {timeout_s:g} s.", code="timeout") from None
+        # The rest of the body may still come: close the connection rather than read on.
+        raise APIError(
+            408,
+            f"The request body did not arrive within {timeout_s:g} s.",
+            code="timeout",
+            headers={"Connection": "close"},
+        ) from None
 
 
 def _prompt(state: ServerState, req: CompletionRequest, fault: FaultPlan | None) -> Prompt:

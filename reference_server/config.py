@@ -43,6 +43,7 @@ class SimOptions:
     max_num_seqs: int = 256
     output_len_mean: int = 96
     seed: int = 0
+    max_model_len: int | None = None  # caps every model's context; None keeps each model's own
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ between: no lock, and no window in which two requests can both see the last free
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -20,12 +19,11 @@ class Slot:
 
 
 class ConcurrencyLimiter:
-    def __init__(self, default_limit: int, on_change: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, default_limit: int) -> None:
         if default_limit < 1:
             raise ValueError("the concurrency limit must be at least 1")
         self.default_limit = default_limit
         self._in_flight: dict[str, int] = {}
-        self._on_change = on_change
 
     def try_acquire(self, key_name: str, limit: int | None = None) -> Slot | None:
         """Take a slot, or return None (and take nothing) when the key is at its limit."""
@@ -34,8 +32,6 @@ class ConcurrencyLimiter:
         if used >= cap:
             return None
         self._in_flight[key_name] = used + 1
-        if self._on_change is not None:
-            self._on_change(key_name, used + 1)
         return Slot(key_name, cap, cap - used - 1)
 
     def release(self, slot: Slot) -> None:
@@ -43,8 +39,6 @@ class ConcurrencyLimiter:
         if used < 0:
             raise RuntimeError(f"slot of {slot.key_name!r} released twice")
         self._in_flight[slot.key_name] = used
-        if self._on_change is not None:
-            self._on_change(slot.key_name, used)
 
     def in_flight(self, key_name: str) -> int:
         return self._in_flight.get(key_name, 0)

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from reference_server.engines.base import EngineStats
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _InFlightCollector(Collector):
+    """Requests holding a slot, per key name, read from the limiter when scraped (never updated per request)."""
+
+    def __init__(self, in_flight: Callable[[], dict[str, int]]) -> None:
+        self._in_flight = in_flight
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "llm_requests_in_flight", "Requests holding a concurrency slot, by key name.", labels=["key"]
+        )
+        for key, value in sorted(self._in_flight().items()):
+            family.add_metric([key], value)
+        yield family
 
 
 class _EngineCollector(Collector):
@@ -22,17 +37,17 @@ class _EngineCollector(Collector):
         yield GaugeMetricFamily("llm_engine_running_sequences", "Sequences the engine is generating now.", s.running)
         yield GaugeMetricFamily("llm_engine_waiting_sequences", "Sequences queued in the engine.", s.waiting)
         yield GaugeMetricFamily("llm_engine_aborted_requests", "Engine requests aborted since start.", s.aborted_total)
+        yield GaugeMetricFamily(
+            "llm_engine_finished_requests", "Engine requests generated to their end since start.", s.finished_total
+        )
 
 
 class ServerMetrics:
-    def __init__(self, engine_stats: Callable[[], EngineStats]) -> None:
+    def __init__(self, engine_stats: Callable[[], EngineStats], in_flight: Callable[[], dict[str, int]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
             "llm_requests", "Requests answered, by endpoint and status.", ["endpoint", "status"], registry=r
-        )
-        self.in_flight = Gauge(
-            "llm_requests_in_flight", "Requests holding a concurrency slot, by key name.", ["key"], registry=r
         )
         self.rate_limited = Counter("llm_rate_limited", "Requests rejected with 429, by key name.", ["key"], registry=r)
         self.prompt_tokens = Counter("llm_prompt_tokens", "Prompt tokens processed.", registry=r)
@@ -52,9 +67,7 @@ class ServerMetrics:
             registry=r,
         )
         r.register(_EngineCollector(engine_stats))
-
-    def set_in_flight(self, key_name: str, value: int) -> None:
-        self.in_flight.labels(key_name).set(value)
+        r.register(_InFlightCollector(in_flight))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,6 +14,7 @@ from reference_server.engines.base import Message
 from reference_server.errors import APIError, bad_request
 
 Kind = Literal["chat", "completion"]
+_INT64 = 2**63
 
 _SCHEMA_FILES: Mapping[Kind, str] = {
     "chat": "requests/chat_completion_request.json",
@@ -99,6 +100,9 @@ def _build(kind: Kind, data: Mapping[str, Any]) -> CompletionRequest:
     stream_options = data.get("stream_options") or {}
     max_tokens = data.get("max_tokens")
     seed = data.get("seed")
+    if isinstance(seed, float) and not -_INT64 < seed < _INT64:
+        # orjson reads an integer beyond 64 bits as the nearest float, which may equal a bound of the schema.
+        raise bad_request("Invalid request: seed must be an integer in the signed 64-bit range.", param="seed")
     return CompletionRequest(
         kind=kind,
         model=data["model"],

@@ -50,5 +50,11 @@ class TraceStore:
             self._traces.popitem(last=False)
         return trace
 
+    def alias(self, client_id: str, trace: Trace) -> None:
+        """Also find `trace` under the id the client sent (`x-request-id`), for tools that keep only their own."""
+        self._traces[client_id] = trace
+        while len(self._traces) > self._capacity:
+            self._traces.popitem(last=False)
+
     def get(self, request_id: str) -> Trace | None:
         return self._traces.get(request_id)

@@ -127,3 +127,41 @@ async def test_sigterm_lets_open_streams_finish_and_refuses_new_requests_with_50
             r.release()
     assert p.process.wait(timeout=60) == 0
     assert key not in p.log
+
+
+async def test_sigterm_with_thirty_open_streams_lets_all_of_them_finish(procs: list[Proc]) -> None:
+    key = "esecret_thirty_streams_key_30"
+    p = Proc("--api-key", key, "--ttft-ms", "1", "--itl-ms", "20", "--grace-period", "30", "--concurrency-limit", "30")
+    procs.append(p)
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 60, "ignore_eos": True, "stream": True}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as streaming, aiohttp.ClientSession() as other:
+        async with other.get(f"{p.url}/v1/models", headers=headers) as r:  # a keep-alive connection for later
+            assert r.status == 200
+        responses = await asyncio.gather(
+            *(streaming.post(f"{p.url}/v1/completions", json=body, headers=headers) for _ in range(30))
+        )
+        assert [r.status for r in responses] == [200] * 30
+        firsts = [await r.content.readuntil(b"\n\n") for r in responses]
+        assert all(first.startswith(b"data: ") for first in firsts)
+        p.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            while True:
+                async with other.get(f"{p.url}/v1/models", headers=headers) as refused:
+                    status, error, refused_headers = refused.status, await refused.json(), refused.headers
+                if status != 200:
+                    break
+                await asyncio.sleep(0.02)
+        assert status == 503 and error["error"]["code"] == "shutting_down" and error["error"]["type"] == "server_error"
+        assert refused_headers["Retry-After"] == "1" and refused_headers["Connection"] == "close"
+        rests = await asyncio.gather(*(r.read() for r in responses))
+        for r in responses:
+            r.release()
+    # Every stream ran to its end (60 content chunks and [DONE]), none was cut at the grace period.
+    for first, rest in zip(firsts, rests, strict=True):
+        raw = first + rest
+        assert raw.endswith(b"data: [DONE]\n\n")
+        assert raw.count(b'"text":') == 60 and b'"completion_tokens":60' in raw
+    assert p.process.wait(timeout=60) == 0
+    assert "draining in-flight requests" in p.log and p.log.rstrip().endswith("stopped")

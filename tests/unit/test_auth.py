@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from reference_server.auth import KeyRing
@@ -31,3 +34,27 @@ def test_only_digests_are_kept() -> None:
 def test_an_empty_keyring_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         KeyRing([])
+
+
+def test_the_comparison_is_constant_time_over_digests_never_over_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("reference_server.auth.hmac.compare_digest", spy)
+    assert RING.authenticate("Bearer esecret_a_key_1234").name == "a"
+    assert compared == [(digest("esecret_a_key_1234"), hashlib.sha256(b"esecret_a_key_1234").digest())]
+    compared.clear()
+    with pytest.raises(APIError):
+        RING.authenticate("Bearer esecret_a_key_1235")
+    # A wrong key is not found by its digest: nothing secret-dependent is compared byte by byte.
+    assert all(len(a) == len(b) == 32 for a, b in compared)
+
+
+def test_the_keyring_holds_no_secret() -> None:
+    held = repr(vars(RING))
+    assert "esecret_a_key_1234" not in held and b"esecret_a_key_1234".hex() not in held
+    assert {k.sha256 for k in RING.keys} == {digest("esecret_a_key_1234"), digest("esecret_b_key_5678")}

@@ -22,13 +22,21 @@ from reference_server.engines.sim.catalog import SimModel, lookup
 from reference_server.engines.sim.tokenizer import SimTokenizer
 from schemas import ChatTemplateError, render_chat
 
+# A zero-latency stream yields to the loop every this many tokens rather than every token (a loop round trip per
+# token was the largest cost of the API layer in benchmarks/server_capacity.py).
+_YIELD_EVERY = 16
+
 
 class SimEngine:
     def __init__(self, model_ids: tuple[str, ...], options: SimOptions) -> None:
         self._models = {m.id: m for m in lookup(model_ids)}
         self._tokenizers = {m.id: SimTokenizer(m.special_tokens) for m in self._models.values()}
         created = int(time.time())
-        self._cards = tuple(ModelCard(m.id, m.max_model_len, created=created) for m in self._models.values())
+        cap = options.max_model_len or 0
+        self._cards = tuple(
+            ModelCard(m.id, min(m.max_model_len, cap) if cap else m.max_model_len, created=created)
+            for m in self._models.values()
+        )
         self._options = options
         self._batch = BatchModel(options)
         self._aborted: set[str] = set()
@@ -76,7 +84,10 @@ class SimEngine:
             for i, piece in enumerate(planned.pieces):
                 # A late loop delays the token; it never makes later tokens come in a catch-up burst.
                 now = loop.time()
-                await asyncio.sleep(due - now if due > now else 0)
+                if due > now:
+                    await asyncio.sleep(due - now)
+                elif i % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # every token already due: still let other streams in now and then
                 if request_id in self._aborted:
                     return
                 yield Delta(piece, 1, planned.finish_reason if i == last else None)

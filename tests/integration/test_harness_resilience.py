@@ -1,0 +1,141 @@
+"""`harness bench` against a broken server: every request is recorded with its typed error, the run completes,
+and summary.json says what happened.
+
+The simulator breaks every request of a run the same way (`--enable-faults` and `harness bench --header
+'x-fault: …'`); the last test kills the server in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+import requests
+
+import schemas
+from harness.cli import main
+from harness.records import read_run
+from harness.target import DEFAULT_MODEL, LaunchedServer, launch_reference_server
+
+REQUESTS = 12
+
+
+@pytest.fixture(scope="module")
+def faulty_server() -> Iterator[LaunchedServer]:
+    with launch_reference_server(extra_args=["--enable-faults", "--ttft-ms=1", "--itl-ms=1"], keys=1) as server:
+        yield server
+
+
+def bench_args(server: LaunchedServer, out: Path, *extra: str) -> list[str]:
+    return [
+        "bench",
+        "--base-url",
+        server.target.base_url,
+        "--api-key",
+        server.target.api_key,
+        "--model",
+        DEFAULT_MODEL,
+        "--no-calibrate",
+        "--input-tokens",
+        "16",
+        "--output-tokens",
+        "12",
+        "--warmup",
+        "0",
+        "--output-dir",
+        str(out),
+        "--run-id",
+        "run",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def finished_run(out: Path) -> tuple[dict[str, Any], Counter[str | None]]:
+    summary = orjson.loads((out / "run" / "summary.json").read_bytes())
+    jsonschema.Draft7Validator(schemas.load("summary.json")).validate(summary)
+    run = read_run(out / "run" / "records.jsonl")
+    assert summary["overall"]["requests"]["total"] == len(run.requests)
+    assert all(r.end_ns is not None for r in run.requests)
+    return summary, Counter(r.error_kind for r in run.requests)
+
+
+@pytest.mark.parametrize(
+    ("fault", "timeout_s", "kind", "detail"),
+    [
+        ("no_done", 30, "protocol_error", "without data: [DONE]"),
+        ("malformed_chunk:2", 30, "protocol_error", "not JSON"),
+        ("reset:2", 30, "disconnect", ""),
+        ("stall:5000", 0.5, "timeout", "no complete response within 0.5 s"),
+        ("error_500", 30, "http_5xx", "500: Injected fault"),
+    ],
+)
+def test_each_fault_is_recorded_as_its_error_kind(
+    faulty_server: LaunchedServer, tmp_path: Path, fault: str, timeout_s: float, kind: str, detail: str
+) -> None:
+    argv = bench_args(
+        faulty_server,
+        tmp_path,
+        "--concurrency",
+        "4",
+        "--requests",
+        str(REQUESTS),
+        "--timeout",
+        str(timeout_s),
+        "--header",
+        f"x-fault: {fault}",
+    )
+    assert main(argv) == 1  # the run completes; no request succeeded, which its exit code says
+    summary, kinds = finished_run(tmp_path)
+    assert kinds == Counter({kind: REQUESTS})
+    overall = summary["overall"]["requests"]
+    assert overall["ok"] == 0 and overall["errors"] == REQUESTS
+    assert overall["by_error"] == {kind: REQUESTS}
+    run = read_run(tmp_path / "run" / "records.jsonl")
+    assert all(detail in (r.error_detail or "") for r in run.requests), run.requests[0].error_detail
+
+
+def test_a_server_that_dies_mid_run_leaves_a_complete_record(tmp_path: Path) -> None:
+    with launch_reference_server(extra_args=["--ttft-ms=1", "--itl-ms=25"], keys=1) as server:
+        argv = bench_args(server, tmp_path, "--concurrency", "4", "--requests", "40", "--timeout", "20")
+        bench = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdout=subprocess.PIPE, text=True)
+        try:
+            # Kill the server once the run is well under way: some requests done, others streaming.
+            deadline = time.monotonic() + 60
+            while completed(server) < 6:
+                assert time.monotonic() < deadline and bench.poll() is None
+                time.sleep(0.05)
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(timeout=10)
+            out, _ = bench.communicate(timeout=120)
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+                bench.wait()
+    assert bench.returncode == 0, out  # some requests succeeded before the end
+    summary, kinds = finished_run(tmp_path)
+    assert sum(kinds.values()) == 40
+    assert kinds[None] >= 6
+    assert kinds["disconnect"] >= 1  # the ones streaming when the server died
+    assert kinds[None] + kinds["disconnect"] + kinds["connect"] == 40
+    assert summary["overall"]["requests"]["by_error"] == {k: n for k, n in kinds.items() if k is not None}
+    assert "summary:" in out
+
+
+def completed(server: LaunchedServer) -> int:
+    try:
+        text = requests.get(f"{server.target.root_url}/metrics", timeout=5).text
+    except requests.ConnectionError:
+        return 0
+    found = re.findall(r'^llm_requests_total\{endpoint="/v1/chat/completions",status="200"\} (\S+)$', text, re.M)
+    return int(float(found[0])) if found else 0
