@@ -1,9 +1,10 @@
 """Shared by the load-generator benchmarks: the simulator with ground truth, the tools under test, and scoring.
 
 A *tool* is a function that drives load against a target and returns what it measured per request (send time,
-first-token time and chunk arrival times on this machine's CLOCK_MONOTONIC, plus the server's request id when the
-tool can keep it). Ground truth comes from the simulator's `/debug/traces/{id}`. A peer (vllm bench serve,
-GuideLLM, AIPerf, ...) plugs in as one more entry of `TOOLS`.
+first-token time and chunk arrival times on this machine's CLOCK_MONOTONIC, plus the id under which the simulator
+filed its trace: the response id, or the `x-request-id` the tool sent). Ground truth comes from the simulator's
+`/debug/traces/{id}`. The peers (vllm bench serve, GuideLLM, AIPerf) live in `loadgen_peers.py`, each in its own
+virtual environment (`loadgen_peers.ALL_TOOLS` is ours, the baseline and the peers).
 """
 
 from __future__ import annotations
@@ -30,19 +31,31 @@ import numpy as np  # noqa: E402
 
 from harness.records import read_run  # noqa: E402
 from harness.target import LaunchedServer, Target, launch_reference_server  # noqa: E402
+from schemas import Profile  # noqa: E402
 
 HARNESS = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
 
 
 @dataclass(slots=True)
 class Measured:
-    """One request as a tool saw it; absolute perf_counter_ns readings (CLOCK_MONOTONIC)."""
+    """One request as a tool saw it; absolute perf_counter_ns readings (CLOCK_MONOTONIC).
+
+    `token_chunks` is set when the tool keeps only the first and last token chunk times (GuideLLM): `chunk_ns`
+    then holds those two. `reported_first_ns` is set when the tool's own TTFT ends at another chunk than the first
+    token's (vllm bench serve counts the chat role chunk, which carries no token).
+    """
 
     request_id: str | None
     sent_ns: int
     first_token_ns: int | None
     chunk_ns: list[int] = field(default_factory=list)
     ok: bool = True
+    token_chunks: int | None = None
+    reported_first_ns: int | None = None
+
+    @property
+    def chunks(self) -> int:
+        return self.token_chunks if self.token_chunks is not None else len(self.chunk_ns)
 
 
 @dataclass(slots=True)
@@ -51,6 +64,7 @@ class ToolRun:
     requests: list[Measured]
     wall_s: float
     cpu_note: str = ""
+    load_avg: str = ""  # the machine's load average when the run ended (other jobs may share the CPUs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +80,38 @@ class Load:
 Tool = Callable[[Target, Load], ToolRun]
 
 
+@dataclass(slots=True)
+class Sent:
+    """An open-loop run as a tool saw it: send times (and the schedule, when it keeps one), CLOCK_MONOTONIC ns."""
+
+    name: str
+    sent_ns: list[int]
+    scheduled_ns: list[int] | None
+    request_ids: list[str]
+
+
+def chunk_rate(run: ToolRun) -> float:
+    """Scored token chunks per second, over the span from the first send to the last chunk."""
+    scored = [m for m in run.requests if m.chunk_ns]
+    if not scored:
+        return 0.0
+    span_s = (max(m.chunk_ns[-1] for m in scored) - min(m.sent_ns for m in scored)) / 1e9
+    return sum(m.chunks for m in scored) / span_s
+
+
+class ToolUnavailable(RuntimeError):
+    """A peer could not be installed or run here; the benchmark reports why and goes on with the others."""
+
+
 @contextlib.contextmanager
 def simulator(
-    ttft_ms: float, itl_ms: float, *, limit: int = 100_000, cpu: int | None = None, prefill_ms_per_token: float = 0.0
+    ttft_ms: float,
+    itl_ms: float,
+    *,
+    limit: int = 100_000,
+    cpu: int | None = None,
+    prefill_ms_per_token: float = 0.0,
+    profile: Profile = "anyscale",
 ) -> Iterator[LaunchedServer]:
     """The reference server's simulator with a flat latency model (no batch slowdown, no prefill cost)."""
     args = [
@@ -78,13 +121,13 @@ def simulator(
         f"--prefill-ms-per-token={prefill_ms_per_token}",
         "--max-num-seqs=100000",
     ]
-    with launch_reference_server(concurrency_limit=limit, extra_args=args) as server:
+    with launch_reference_server(concurrency_limit=limit, extra_args=args, profile=profile) as server:
         if cpu is not None:
             os.sched_setaffinity(server.process.pid, {cpu})
         yield server
 
 
-def _pinned(argv: list[str], cpu: int | None) -> list[str]:
+def pinned(argv: list[str], cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
 
 
@@ -123,7 +166,7 @@ def run_harness(target: Target, load: Load, extra: Sequence[str] = ()) -> ToolRu
             *extra,
         ]
         started = time.perf_counter()
-        subprocess.run(_pinned(argv, load.cpu), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(pinned(argv, load.cpu), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
         run = read_run(Path(out) / "bench" / "records.jsonl")
     origin = run.run.origin_ns
@@ -159,7 +202,7 @@ def run_naive(target: Target, load: Load) -> ToolRun:
             str(load.warmup),
         ]
         started = time.perf_counter()
-        subprocess.run(_pinned(argv, load.cpu), cwd=ROOT, check=True)
+        subprocess.run(pinned(argv, load.cpu), cwd=ROOT, check=True)
         wall = time.perf_counter() - started
         rows = [json.loads(line) for line in path.read_text().splitlines()]
     measured = [Measured(**{k: v for k, v in row.items() if k != "warm"}) for row in rows if not row["warm"]]
@@ -203,10 +246,17 @@ def ground_truth(target: Target, ids: Sequence[str]) -> dict[str, Truth]:
 
 @dataclass(slots=True)
 class Errors:
-    """Measured minus true, in ms: TTFT per request, ITL per gap, and the lag of each chunk's timestamp."""
+    """Measured minus true, in ms: TTFT per request, ITL per gap, and the lag of each chunk's timestamp.
+
+    For a tool that keeps only the first and last token times, `itl_ms` holds one value per request: the error of
+    the first-to-last span, a difference of two timestamp errors like a per-gap ITL error (its mean ITL error is
+    that divided by the gaps, and is in `mean_itl_ms` as for every tool).
+    """
 
     ttft_ms: list[float] = field(default_factory=list)
     itl_ms: list[float] = field(default_factory=list)
+    mean_itl_ms: list[float] = field(default_factory=list)  # per request: measured mean ITL − true mean ITL
+    reported_ttft_ms: list[float] = field(default_factory=list)  # the tool's own TTFT − true TTFT
     arrival_lag_ms: list[float] = field(default_factory=list)  # client timestamp − server write, per chunk
     send_lag_ms: list[float] = field(default_factory=list)  # server handler start − client send, per request
     matched: int = 0
@@ -214,21 +264,42 @@ class Errors:
     chunks: int = 0
 
 
+def _true_chunks(m: Measured, t: Truth) -> list[int] | None:
+    """The true times of the chunks `m` timed: all token chunks, or the first and last when the tool keeps only those.
+
+    A trace lists every chunk from the first token on; under the openai profile that ends with a usage-only chunk,
+    which no tool counts as a token, so one extra chunk at the end is dropped.
+    """
+    true = t.token_chunk_ns
+    if len(true) == m.chunks + 1:
+        true = true[:-1]
+    if len(true) != m.chunks or not true:
+        return None
+    return [true[0], true[-1]] if m.token_chunks is not None else true
+
+
 def score(run: ToolRun, truth: dict[str, Truth]) -> Errors:
     errors = Errors()
     for m in run.requests:
         t = truth.get(m.request_id or "")
-        if t is None or m.first_token_ns is None or len(m.chunk_ns) != len(t.token_chunk_ns):
+        true_chunks = None if t is None or m.first_token_ns is None else _true_chunks(m, t)
+        if t is None or true_chunks is None or m.first_token_ns is None or len(m.chunk_ns) != len(true_chunks):
             errors.unmatched += 1
             continue
         errors.matched += 1
-        errors.chunks += len(m.chunk_ns)
-        errors.ttft_ms.append(((m.first_token_ns - m.sent_ns) - (t.token_chunk_ns[0] - t.received_ns)) / 1e6)
+        errors.chunks += m.chunks
+        true_ttft = true_chunks[0] - t.received_ns
+        errors.ttft_ms.append(((m.first_token_ns - m.sent_ns) - true_ttft) / 1e6)
+        reported = m.reported_first_ns if m.reported_first_ns is not None else m.first_token_ns
+        errors.reported_ttft_ms.append(((reported - m.sent_ns) - true_ttft) / 1e6)
         errors.send_lag_ms.append((t.received_ns - m.sent_ns) / 1e6)
         measured = np.diff(np.asarray(m.chunk_ns, dtype=np.int64))
-        true = np.diff(np.asarray(t.token_chunk_ns, dtype=np.int64))
+        true = np.diff(np.asarray(true_chunks, dtype=np.int64))
         errors.itl_ms.extend(((measured - true) / 1e6).tolist())
-        errors.arrival_lag_ms.extend(((np.asarray(m.chunk_ns) - np.asarray(t.token_chunk_ns)) / 1e6).tolist())
+        if m.chunks > 1:
+            span_err = (m.chunk_ns[-1] - m.chunk_ns[0]) - (true_chunks[-1] - true_chunks[0])
+            errors.mean_itl_ms.append(span_err / (m.chunks - 1) / 1e6)
+        errors.arrival_lag_ms.extend(((np.asarray(m.chunk_ns) - np.asarray(true_chunks)) / 1e6).tolist())
     return errors
 
 
@@ -240,6 +311,11 @@ def pct(values: Sequence[float], q: float) -> float:
 
 def abs_p99(values: Sequence[float]) -> float:
     return pct([abs(v) for v in values], 99)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}/{five:.2f}/{fifteen:.2f}"
 
 
 def machine() -> str:

@@ -6,9 +6,10 @@ saw): the achieved rate against the requested one, and a Kolmogorov–Smirnov te
 against the exponential distribution of the requested rate (p > 0.05 passes). Note that a faithful Poisson process
 of N requests has a realized rate within ±1/√N of the requested one (±1.4% at N = 5000), so "within 1%" of the
 request holds only on average; the rate the tool achieved against the schedule it drew shows the generator itself.
-Peers plug in through `SHAPE_TOOLS`.
+The peers (vllm bench serve, GuideLLM, AIPerf: `loadgen_peers.PEER_SHAPE_TOOLS`) run the same Poisson load in
+the same run, each against a fresh simulator; GuideLLM keeps the schedule it drew, the others only send times.
 
-    python benchmarks/loadgen_shape.py [--rate 100] [--requests 5000]
+    python benchmarks/loadgen_shape.py [--rate 100] [--requests 5000] [--tools harness,vllm,guidellm,aiperf]
 """
 
 from __future__ import annotations
@@ -20,22 +21,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from loadgen_common import HARNESS, ROOT, ground_truth, machine, pct, simulator
+from loadgen_common import HARNESS, ROOT, Sent, ToolUnavailable, ground_truth, load_average, machine, pct, simulator
+from loadgen_peers import PEER_SHAPE_TOOLS, profile_of
 from scipy import stats
 
 from harness.records import read_run
 from harness.target import Target
-
-
-@dataclass(slots=True)
-class Sent:
-    name: str
-    sent_ns: list[int]
-    scheduled_ns: list[int] | None
-    request_ids: list[str]
 
 
 def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent:
@@ -84,7 +77,7 @@ def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent
     )
 
 
-SHAPE_TOOLS: dict[str, Callable[[Target, float, int, int], Sent]] = {"harness": shape_harness}
+SHAPE_TOOLS: dict[str, Callable[[Target, float, int, int], Sent]] = {"harness": shape_harness, **PEER_SHAPE_TOOLS}
 
 
 def describe(label: str, times_ns: list[int], rate: float) -> str:
@@ -104,15 +97,19 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--requests", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tools", default="harness")
+    p.add_argument("--tools", default="harness,vllm,guidellm,aiperf")
     args = p.parse_args()
     print(f"# load shape — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
     print(f"Poisson at {args.rate:g} requests/s, {args.requests} requests (±{1 / args.requests**0.5:.1%} is 1σ)")
     for name in args.tools.split(","):
-        with simulator(0.0, 0.0) as server:
-            sent = SHAPE_TOOLS[name](server.target, args.rate, args.requests, args.seed)
-            truth = ground_truth(server.target, sent.request_ids)
-        print(sent.name)
+        try:
+            with simulator(0.0, 0.0, profile=profile_of(name)) as server:
+                sent = SHAPE_TOOLS[name](server.target, args.rate, args.requests, args.seed)
+                truth = ground_truth(server.target, sent.request_ids)
+        except ToolUnavailable as exc:
+            print(f"{name}: unavailable: {exc}", flush=True)
+            continue
+        print(f"{sent.name} ({len(sent.sent_ns)} sent, {len(truth)} traced; load average {load_average()})")
         if sent.scheduled_ns is not None:
             print(describe("schedule drawn", sent.scheduled_ns, args.rate))
             late = [(s - c) / 1e6 for s, c in zip(sent.sent_ns, sent.scheduled_ns, strict=True)]
@@ -123,7 +120,7 @@ def main() -> int:
             span = (sent.sent_ns[-1] - sent.sent_ns[0]) / (sent.scheduled_ns[-1] - sent.scheduled_ns[0])
             print(f"  {'sent vs schedule':22} achieved/scheduled rate {1 / span:.5f}")
         print(describe("sent (client)", sent.sent_ns, args.rate))
-        print(describe("received (server)", [t.received_ns for t in truth.values()], args.rate))
+        print(describe("received (server)", [t.received_ns for t in truth.values()], args.rate), flush=True)
     return 0
 
 
