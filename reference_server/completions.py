@@ -40,7 +40,6 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
     state = request.app[STATE]
-    received_ns = time.perf_counter_ns()
     key = request_key(request)
     fault = faults.parse(request.headers.get(faults.HEADER)) if state.config.enable_faults else None
     limit = key.concurrency_limit or state.limiter.default_limit
@@ -65,6 +64,7 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
     streamed = False
     try:
         body = await _read_body(request, state.config.body_timeout_s)
+        received_ns = traces.arrival_ns(request.protocol)
         if fault is not None:
             fault.check_request(kind, body)
         req = state.parser.parse(kind, body)

@@ -54,8 +54,15 @@ class _EnvelopeRequestHandler(RequestHandler):
     """aiohttp's connection handler, answering what never reaches the application in the OpenAI envelope.
 
     Requests its HTTP parser rejects (a request line or header over the limit, malformed HTTP) are answered
-    from here, as plain text by default; the application's middleware never sees them.
+    from here, as plain text by default; the application's middleware never sees them. It also notes when it last
+    read from the socket: the moment a request arrived, for its ground-truth trace (`traces.arrival_ns`).
     """
+
+    last_read_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read_ns = time.perf_counter_ns()
+        super().data_received(data)
 
     def handle_error(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -176,3 +177,30 @@ async def test_ground_truth_trace_records_every_chunk(server: RunningServer, htt
     assert len(trace["chunk_ns"]) == 13  # the role chunk and 12 tokens
     assert before <= trace["received_ns"] <= trace["chunk_ns"][0] <= trace["first_token_ns"] == trace["chunk_ns"][1]
     assert trace["chunk_ns"] == sorted(trace["chunk_ns"]) and trace["end_ns"] >= trace["chunk_ns"][-1]
+
+
+async def test_a_trace_starts_when_the_last_bytes_of_the_request_were_read(server: RunningServer) -> None:
+    # Headers now, body 300 ms later: the request arrived when its body did, not when its handler began.
+    body = orjson.dumps({**CHAT, "max_tokens": 2})
+    host, port = server.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nx-trace-timing: 1\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    body_sent = time.perf_counter_ns()
+    writer.write(body)
+    await writer.drain()
+    response = await reader.readuntil(b"\r\n\r\n")
+    ident = re.search(rb"x-request-id: (\S+)", response, re.IGNORECASE)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 200") and ident is not None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.base_url}/debug/traces/{ident.group(1).decode()}", headers=auth()) as r,
+    ):
+        trace = await r.json()
+    assert body_sent <= trace["received_ns"] <= trace["first_token_ns"]
