@@ -55,6 +55,39 @@ def test_gamma_burstiness_sets_the_spread_but_not_the_rate(burstiness: float, cv
     assert statistics.stdev(g) / mean == pytest.approx(cv, rel=0.08)
 
 
+@pytest.mark.parametrize("arrival", ["poisson", "gamma"])
+def test_a_request_count_at_a_rate_spans_exactly_its_expected_time(arrival: str) -> None:
+    # 5000 requests at 100/s: the last measured one is due at 49.99 s for every seed, where an unconditioned
+    # Poisson draw lands within ±1.4 % (1σ) of it.
+    for seed in range(5):
+        times = [
+            t for t, warm in offsets(rate_step(arrival=arrival, burstiness=0.5, rate=100.0, requests=5000, seed=seed))
+        ]
+        assert len(times) == 5000
+        assert times[-1] - times[0] == pytest.approx(49.99, rel=1e-9)
+
+
+def test_conditioning_keeps_poisson_gaps_exponential() -> None:
+    from scipy import stats
+
+    g = gaps(rate_step(arrival="poisson", rate=100.0, requests=5000))
+    # The gaps divided by their sum do not depend on it: still exponential with the asked mean (KS at 5 %).
+    assert stats.kstest(g, "expon", args=(0, 0.01)).pvalue > 0.05
+    assert statistics.stdev(g) / statistics.fmean(g) == pytest.approx(1.0, rel=0.05)
+
+
+def test_warm_up_requests_are_not_conditioned_and_measured_ones_are() -> None:
+    schedule = list(offsets(rate_step(arrival="poisson", rate=100.0, requests=1000, warmup_requests=50)))
+    measured = [t for t, warm in schedule if not warm]
+    assert sum(warm for _, warm in schedule) == 50
+    assert measured[-1] - measured[0] == pytest.approx(9.99, rel=1e-9)
+
+
+def test_a_duration_bounded_step_keeps_its_count_random() -> None:
+    counts = {len(list(offsets(rate_step(requests=None, duration_s=10.0, seed=s)))) for s in range(5)}
+    assert len(counts) > 1  # Poisson counts with mean 100: five equal draws would have odds below 1e-4
+
+
 def test_a_duration_bounds_the_schedule_and_warm_up_comes_first() -> None:
     step = rate_step(arrival="constant", rate=10.0, requests=None, duration_s=2.0, warmup_s=1.0)
     schedule = list(offsets(step))
