@@ -3,8 +3,11 @@
 Timing: the moment bytes arrive is taken in the connection's `data_received` callback, when the event loop reads
 them from the socket — before the task that parses them is scheduled — so the time spent parsing and validating
 other responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
-completes. When the connection is not one of ours (another aiohttp), the time the read is handed to the task is
-used instead.
+completes. The moment a request is sent is taken the same way, when aiohttp hands its body to the socket — not
+when the coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body
+from a task of its own, a loop iteration later) counts as dispatch delay, not as the server's TTFT. When the
+connection is not one of ours (another aiohttp), or was given back to the pool before the task looked at it (the
+whole answer came in one read), the time the read is handed to the task is used instead.
 
 The client reports what happened to each request in its `Record`; it never computes statistics. Failures are
 data: every outcome, including exceptions from aiohttp, ends up as the record's error kind and detail.
@@ -19,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Literal, cast
 
 import aiohttp
@@ -92,6 +96,25 @@ class _TimedConnector(aiohttp.TCPConnector):
         self._factory = cast("functools.partial[ResponseHandler]", functools.partial(_TimedHandler, loop=self._loop))
 
 
+def _sent_tracing(origin_ns: int) -> aiohttp.TraceConfig:
+    """Sets a request's `sent_ns` when aiohttp hands its body to the socket (headers go out with it, or before).
+
+    aiohttp calls this just before the write, with nothing to wait for in between; the record to stamp is the
+    request's `trace_request_ctx`.
+    """
+
+    async def on_request_chunk_sent(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
+    ) -> None:
+        record = context.trace_request_ctx
+        if isinstance(record, Record):
+            record.sent_ns = time.perf_counter_ns() - origin_ns
+
+    config = aiohttp.TraceConfig()
+    config.on_request_chunk_sent.append(on_request_chunk_sent)
+    return config
+
+
 def request_body(
     config: ClientConfig,
     messages: Sequence[Mapping[str, str]] | None,
@@ -158,6 +181,7 @@ class Client:
             auto_decompress=False,
             read_bufsize=self.config.read_bufsize,
             raise_for_status=False,
+            trace_configs=[_sent_tracing(self.origin_ns)],
         )
         return self
 
@@ -205,10 +229,15 @@ class Client:
 
     async def _attempt(self, body: bytes, headers: Mapping[str, str], record: Record) -> None:
         origin = self.origin_ns
-        record.sent_ns = time.perf_counter_ns() - origin
+        attempted = time.perf_counter_ns() - origin
+        if record.dispatched_ns is None:
+            record.dispatched_ns = attempted
+        record.sent_ns = attempted  # until the body's write says when the request really left (`_sent_tracing`)
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                async with self.session.post(self._url, data=body, headers=headers) as response:
+                async with self.session.post(
+                    self._url, data=body, headers=headers, trace_request_ctx=record
+                ) as response:
                     record.status = response.status
                     record.request_id = response.headers.get("x-request-id")
                     protocol = response.connection.protocol if response.connection is not None else None

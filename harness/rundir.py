@@ -55,6 +55,7 @@ def _shift_record(r: Record, by: int) -> Record:
     return dataclasses.replace(
         r,
         scheduled_ns=r.scheduled_ns + by,
+        dispatched_ns=_shift(r.dispatched_ns, by),
         sent_ns=_shift(r.sent_ns, by),
         headers_ns=_shift(r.headers_ns, by),
         first_token_ns=_shift(r.first_token_ns, by),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -88,6 +89,22 @@ async def test_a_streamed_answer_split_across_writes_is_recorded_chunk_by_chunk(
     assert record.sent_ns is not None and record.headers_ns is not None and record.end_ns is not None
     assert record.sent_ns <= record.headers_ns <= record.first_token_ns <= record.chunk_ns[-1] <= record.end_ns
     assert (record.chunks_validated, record.conformance_error_count) == (4, 0)
+
+
+async def test_sent_is_when_the_request_was_written_not_when_the_client_took_it_up() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, GOOD)
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            # The loop is held up for 100 ms after the client took the request up and before it could write it.
+            asyncio.get_running_loop().call_soon(time.sleep, 0.1)
+            record = await client.send(request_body(cfg, None, "hi", 3), Record(index=0))
+    assert record.error_kind is None, record.error_detail
+    assert record.dispatched_ns is not None and record.sent_ns is not None and record.headers_ns is not None
+    assert record.sent_ns - record.dispatched_ns >= 100_000_000
+    assert record.sent_ns <= record.headers_ns
 
 
 async def test_usage_that_counts_more_tokens_than_chunks_is_spread_over_the_chunks() -> None:
