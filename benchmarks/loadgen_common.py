@@ -88,6 +88,7 @@ class Sent:
     sent_ns: list[int]
     scheduled_ns: list[int] | None
     request_ids: list[str]
+    dispatched_ns: list[int] | None = None  # when the tool took each request up, when it says apart from sent_ns
 
 
 def chunk_rate(run: ToolRun) -> float:

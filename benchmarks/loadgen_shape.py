@@ -3,11 +3,17 @@
 The tool sends `--requests` requests at `--rate` per second (Poisson) to the simulator (no latency, one output
 token). From the tool's own send times and from the simulator's receive times (ground truth of what the server
 saw): the achieved rate against the requested one, and a Kolmogorov–Smirnov test of the inter-arrival times
-against the exponential distribution of the requested rate (p > 0.05 passes). Note that a faithful Poisson process
-of N requests has a realized rate within ±1/√N of the requested one (±1.4% at N = 5000), so "within 1%" of the
-request holds only on average; the rate the tool achieved against the schedule it drew shows the generator itself.
-The peers (vllm bench serve, GuideLLM, AIPerf: `loadgen_peers.PEER_SHAPE_TOOLS`) run the same Poisson load in
-the same run, each against a fresh simulator; GuideLLM keeps the schedule it drew, the others only send times.
+against the exponential distribution of the requested rate (p > 0.05 passes). An unconditioned Poisson draw of N
+requests has a realized rate within ±1/√N of the requested one (±1.4% at N = 5000); harness bench (like vllm bench
+serve) draws a request-bounded step conditioned on its expected span, so its schedule has the requested rate
+exactly and what is left to measure is the dispatch. harness bench keeps three times per request: scheduled, taken
+up by the client (`dispatched_ns`, where the peers take their send time) and written to the socket (`sent_ns`,
+after aiohttp has built the request). The peers (vllm bench serve, GuideLLM, AIPerf:
+`loadgen_peers.PEER_SHAPE_TOOLS`) run the same Poisson load in the same run, each against a fresh simulator;
+GuideLLM keeps the schedule it drew, the others only send times.
+
+The simulator is pinned to CPU 0 (`--sim-cpu`) so that its event loop does not take the tool's CPU; the tools
+are not pinned (GuideLLM and AIPerf run several processes).
 
     python benchmarks/loadgen_shape.py [--rate 100] [--requests 5000] [--tools harness,vllm,guidellm,aiperf]
 """
@@ -74,6 +80,7 @@ def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent
         [origin + (r.sent_ns or 0) for r in records],
         [origin + r.scheduled_ns for r in records],
         [r.request_id for r in records if r.request_id],
+        [origin + (r.dispatched_ns or 0) for r in records],
     )
 
 
@@ -98,12 +105,14 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tools", default="harness,vllm,guidellm,aiperf")
+    p.add_argument("--sim-cpu", type=int, default=0, help="pin the simulator to this CPU (-1: not pinned)")
     args = p.parse_args()
     print(f"# load shape — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
     print(f"Poisson at {args.rate:g} requests/s, {args.requests} requests (±{1 / args.requests**0.5:.1%} is 1σ)")
     for name in args.tools.split(","):
         try:
-            with simulator(0.0, 0.0, profile=profile_of(name)) as server:
+            sim_cpu = args.sim_cpu if args.sim_cpu >= 0 else None
+            with simulator(0.0, 0.0, cpu=sim_cpu, profile=profile_of(name)) as server:
                 sent = SHAPE_TOOLS[name](server.target, args.rate, args.requests, args.seed)
                 truth = ground_truth(server.target, sent.request_ids)
         except ToolUnavailable as exc:
@@ -112,13 +121,17 @@ def main() -> int:
         print(f"{sent.name} ({len(sent.sent_ns)} sent, {len(truth)} traced; load average {load_average()})")
         if sent.scheduled_ns is not None:
             print(describe("schedule drawn", sent.scheduled_ns, args.rate))
-            late = [(s - c) / 1e6 for s, c in zip(sent.sent_ns, sent.scheduled_ns, strict=True)]
-            print(
-                f"  {'dispatch delay':22} p50 {pct(late, 50):.3f} ms  p99 {pct(late, 99):.3f} ms  "
-                f"max {max(late):.3f} ms"
-            )
+            series = [("taken up", sent.dispatched_ns)] if sent.dispatched_ns is not None else []
+            for label, times in [*series, ("sent", sent.sent_ns)]:
+                late = [(s - c) / 1e6 for s, c in zip(times, sent.scheduled_ns, strict=True)]
+                print(
+                    f"  {'schedule → ' + label:22} p50 {pct(late, 50):.3f} ms  p99 {pct(late, 99):.3f} ms  "
+                    f"max {max(late):.3f} ms"
+                )
             span = (sent.sent_ns[-1] - sent.sent_ns[0]) / (sent.scheduled_ns[-1] - sent.scheduled_ns[0])
             print(f"  {'sent vs schedule':22} achieved/scheduled rate {1 / span:.5f}")
+        if sent.dispatched_ns is not None:
+            print(describe("taken up (client)", sent.dispatched_ns, args.rate))
         print(describe("sent (client)", sent.sent_ns, args.rate))
         print(describe("received (server)", [t.received_ns for t in truth.values()], args.rate), flush=True)
     return 0

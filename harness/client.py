@@ -96,25 +96,6 @@ class _TimedConnector(aiohttp.TCPConnector):
         self._factory = cast("functools.partial[ResponseHandler]", functools.partial(_TimedHandler, loop=self._loop))
 
 
-def _sent_tracing(origin_ns: int) -> aiohttp.TraceConfig:
-    """Sets a request's `sent_ns` when aiohttp hands its body to the socket (headers go out with it, or before).
-
-    aiohttp calls this just before the write, with nothing to wait for in between; the record to stamp is the
-    request's `trace_request_ctx`.
-    """
-
-    async def on_request_chunk_sent(
-        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
-    ) -> None:
-        record = context.trace_request_ctx
-        if isinstance(record, Record):
-            record.sent_ns = time.perf_counter_ns() - origin_ns
-
-    config = aiohttp.TraceConfig()
-    config.on_request_chunk_sent.append(on_request_chunk_sent)
-    return config
-
-
 def request_body(
     config: ClientConfig,
     messages: Sequence[Mapping[str, str]] | None,
@@ -181,9 +162,27 @@ class Client:
             auto_decompress=False,
             read_bufsize=self.config.read_bufsize,
             raise_for_status=False,
-            trace_configs=[_sent_tracing(self.origin_ns)],
+            trace_configs=[self._sent_tracing()],
         )
         return self
+
+    def _sent_tracing(self) -> aiohttp.TraceConfig:
+        """Sets a request's `sent_ns` when aiohttp hands its body to the socket (headers go out with it, or before).
+
+        aiohttp calls this just before the write, with nothing to wait for in between; the record to stamp is the
+        request's `trace_request_ctx`.
+        """
+
+        async def on_request_chunk_sent(
+            session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
+        ) -> None:
+            record = context.trace_request_ctx
+            if isinstance(record, Record):
+                record.sent_ns = time.perf_counter_ns() - self.origin_ns
+
+        config = aiohttp.TraceConfig()
+        config.on_request_chunk_sent.append(on_request_chunk_sent)
+        return config
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
