@@ -1,13 +1,14 @@
 """The load generator's HTTP client: aiohttp, one session, streaming responses read as they arrive.
 
 Timing: the moment bytes arrive is taken in the connection's `data_received` callback, when the event loop reads
-them from the socket — before the task that parses them is scheduled — so the time spent parsing and validating
-other responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
+them from the socket — before the task that parses them is scheduled, and from the read that brings the response's
+headers on, whether or not that task has started reading — so the time spent parsing and validating other
+responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
 completes. The moment a request is sent is taken the same way, when aiohttp hands its body to the socket — not
 when the coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body
 from a task of its own, a loop iteration later) counts as dispatch delay, not as the server's TTFT. When the
-connection is not one of ours (another aiohttp), or was given back to the pool before the task looked at it (the
-whole answer came in one read), the time the read is handed to the task is used instead.
+connection is not one of ours (another aiohttp), or has moved on to its next response before the task looked at
+this one, the time the read is handed to the task is used instead.
 
 The client reports what happened to each request in its `Record`; it never computes statistics. Failures are
 data: every outcome, including exceptions from aiohttp, ends up as the record's error kind and detail.
@@ -68,25 +69,39 @@ class ClientConfig:
 
 
 class _TimedHandler(ResponseHandler):
-    """aiohttp's connection protocol, plus the arrival time of every read of the body being timed."""
+    """aiohttp's connection protocol, plus when each read of the latest response on the connection arrived.
+
+    `reader` is aiohttp's body reader of that response (`ResponseHandler._payload`, set as its headers are
+    parsed), `headers_ns` when those headers were read, and `arrivals` holds (read time, body bytes so far) for
+    every read that brought body bytes — noted from the first read, whether or not a task reads the response yet.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
-        self.last_read_ns = 0
-        self.timed: aiohttp.StreamReader | None = None
-        self.arrivals: deque[tuple[int, int]] = deque()  # (perf_counter_ns, body bytes fed so far)
+        self.reader: aiohttp.StreamReader | None = None
+        self.headers_ns = 0
+        self.arrivals: deque[tuple[int, int]] = deque()
+        self._fed = 0
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
-        self.last_read_ns = now
-        reader = self.timed
-        if reader is None:
-            super().data_received(data)
-            return
-        before = reader.total_bytes
         super().data_received(data)
-        if reader.total_bytes != before:
-            self.arrivals.append((now, reader.total_bytes))
+        reader = self._payload
+        if reader is None:
+            return
+        if reader is not self.reader:  # a new response on this connection: its own record of reads
+            self.reader, self.headers_ns, self.arrivals, self._fed = reader, now, deque(), 0
+        if (fed := reader.total_bytes) != self._fed:
+            self._fed = fed
+            self.arrivals.append((now, fed))
+
+    @staticmethod
+    def of(response: aiohttp.ClientResponse) -> _TimedHandler | None:
+        """The protocol that timed this response's reads: ours, and not yet on to the connection's next response."""
+        protocol = getattr(response.content, "_protocol", None)  # aiohttp's reader keeps its connection's protocol
+        if isinstance(protocol, _TimedHandler) and protocol.reader is response.content:
+            return protocol
+        return None
 
 
 class _TimedConnector(aiohttp.TCPConnector):
@@ -239,9 +254,8 @@ class Client:
                 ) as response:
                     record.status = response.status
                     record.request_id = response.headers.get("x-request-id")
-                    protocol = response.connection.protocol if response.connection is not None else None
-                    timed = protocol if isinstance(protocol, _TimedHandler) else None
-                    record.headers_ns = (timed.last_read_ns if timed else time.perf_counter_ns()) - origin
+                    timed = _TimedHandler.of(response)
+                    record.headers_ns = (timed.headers_ns if timed else time.perf_counter_ns()) - origin
                     if response.status != 200:
                         await self._failed(response, record)
                         return
@@ -269,12 +283,7 @@ class Client:
         content = response.content
         parser = SSEParser()
         state = StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat")
-        arrivals: deque[tuple[int, int]] = deque()
-        if timed is not None:
-            timed.arrivals = arrivals
-            timed.timed = content
-            if content.total_bytes:  # body bytes that came with the headers
-                arrivals.append((timed.last_read_ns, content.total_bytes))
+        arrivals = timed.arrivals if timed is not None else deque()
         consumed = 0
         try:
             while True:
@@ -294,9 +303,6 @@ class Client:
                     state.events(parser.feed(data[pos:] if pos else data), time.perf_counter_ns())
         except SSEError as exc:
             record.fail("protocol_error", str(exc))
-        finally:
-            if timed is not None and timed.timed is content:
-                timed.timed = None
         truncated = parser.close()
         state.finish(truncated, time.perf_counter_ns())
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from unittest import mock
 
 import orjson
 import pytest
 from aiohttp import web
 
-from harness.client import ApiKey, Client, ClientConfig, request_body, retry_after_s
+from harness.client import ApiKey, Client, ClientConfig, _TimedHandler, request_body, retry_after_s
 from harness.records import Record
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
@@ -107,6 +108,27 @@ async def test_sent_is_when_the_request_was_written_not_when_the_client_took_it_
     assert record.dispatched_ns is not None and record.sent_ns is not None and record.headers_ns is not None
     assert record.dispatched_ns >= 0 and record.sent_ns - record.dispatched_ns >= 100_000_000
     assert record.sent_ns <= record.headers_ns <= done
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_before_a_task_reads_it() -> None:
+    handler = _TimedHandler(asyncio.get_running_loop())
+    handler.connection_made(mock.Mock(spec=asyncio.Transport))
+    handler.set_response_params(auto_decompress=False)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    handler.data_received(head + http_chunk(b"data: 1\n\n"))
+    first = handler.reader
+    await asyncio.sleep(0.002)
+    handler.data_received(http_chunk(b"data: 2\n\n"))
+    handler.data_received(b"0\r\n\r\n")  # the end: no body bytes, no arrival
+    assert first is not None and [fed for _, fed in handler.arrivals] == [9, 18]
+    (t1, _), (t2, _) = handler.arrivals
+    assert handler.headers_ns == t1 and t2 - t1 >= 2_000_000
+    handler.data_received(head + http_chunk(b"data: 3\n\n"))  # the next response on the connection: its own reads
+    assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
 
 
 async def test_usage_that_counts_more_tokens_than_chunks_is_spread_over_the_chunks() -> None:
