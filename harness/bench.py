@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -332,7 +333,19 @@ def format_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def freeze_heap() -> None:
+    """Leave everything start-up allocated out of every later garbage collection.
+
+    After the imports (pandas, aiohttp, …) a full collection walks ~70,000 objects — 45 ms on a 2-core VM here —
+    and it comes whenever enough new objects have survived, stopping the event loop in the middle of the timestamps.
+    Frozen objects are never walked again; what the run itself allocates is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _run_async(main: Callable[[], Coroutine[Any, Any, _T]], use_uvloop: bool) -> _T:
+    freeze_heap()
     if use_uvloop:
         import uvloop
 

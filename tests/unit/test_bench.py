@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 from harness import bench, metrics, validity
 from harness.bench import add_arguments, format_table
@@ -44,3 +45,11 @@ def test_the_table_has_a_row_per_step_and_the_verdict() -> None:
     assert lines[2].split()[:4] == ["concurrency=2", "2/4", "25.0%", "25.0%"]
     assert "100.0/200.0" in lines[2]
     assert f"run r1: {summary['validity']['verdict']}" in text
+
+
+def test_freeze_heap_leaves_start_up_objects_out_of_later_collections() -> None:
+    try:
+        bench.freeze_heap()
+        assert gc.get_freeze_count() > 10_000  # the imports' objects: pandas and aiohttp alone bring tens of thousands
+    finally:
+        gc.unfreeze()
