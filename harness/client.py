@@ -146,7 +146,9 @@ class Client:
         self.config = config
         self.keys = tuple(keys)
         self.origin_ns = origin_ns
-        self._connections = max(1, connections)
+        if connections < 0:
+            raise ValueError("connections must be 0 (no limit) or more")
+        self._connections = connections  # 0: no limit, for an open loop without --max-concurrency
         # Built once: aiohttp would parse a string URL and copy a plain dict of headers on every request.
         self._url = yarl.URL(config.base_url.rstrip("/") + _PATHS[config.endpoint])
         self._headers = [self._key_headers(k) for k in self.keys]

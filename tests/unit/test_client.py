@@ -131,6 +131,28 @@ async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_b
     assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
 
 
+async def test_no_connection_limit_lets_every_due_request_go_at_once() -> None:
+    # An uncapped open loop asks for 0 connections: no limit. The server answers none of the five requests until
+    # all five are in flight at once, which a pool of one connection (the old reading of 0) never allows.
+    in_flight = 0
+    all_in = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == 5:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), timeout=10)
+        return await stream(request, GOOD)
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=0, origin_ns=0) as client:
+            body = request_body(cfg, None, "hi", 3)
+            records = await asyncio.gather(*(client.send(body, Record(index=i)) for i in range(5)))
+    assert [r.error_kind for r in records] == [None] * 5, [r.error_detail for r in records]
+
+
 async def test_usage_that_counts_more_tokens_than_chunks_is_spread_over_the_chunks() -> None:
     usage = {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
     parts = [
