@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from results_md import RESULTS, update_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GUIDELLM_VENV = HERE / ".venvs" / "guidellm"
@@ -69,13 +71,7 @@ GOALS = {"non_streamed": 5.0, "streamed": 2.5}  # ours / GuideLLM
 # Measured on this machine class when the issue was written (for context only; the ratios use this run).
 ISSUE_REFERENCE = {"guidellm": (1429.0, 28_000.0), "bare": (38_900.0, 136_000.0)}
 READY_TIMEOUT_S = 90.0
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Server capacity: one server core, wrk on the other (`benchmarks/server_capacity.py`)"
-RESULTS_HEADER = """# Benchmark results
-
-The latest result of each benchmark in `benchmarks/`, one section per benchmark, each with its date, machine and
-command. Each benchmark compares with baselines measured in the same run; rerun the command to refresh a section.
-"""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -905,21 +901,9 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print("Some runs are INVALID or failed; their numbers must not be used.", file=sys.stderr)
     elif args.update_results:
-        update_results(text)
+        update_section(SECTION, text)
         print(f"updated {RESULTS.relative_to(ROOT)}")
     return 0 if ok else 1
-
-
-def update_results(section: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving the other sections alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else RESULTS_HEADER
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
-    RESULTS.write_text(text)
 
 
 def _as_json(r: ServerResult) -> dict[str, Any]:

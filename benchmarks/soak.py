@@ -54,10 +54,10 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
+from results_md import RESULTS, update_section  # noqa: E402
 
 from harness.target import DEFAULT_MODEL, LaunchedServer, launch_reference_server  # noqa: E402
 
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Soak under faults (`benchmarks/soak.py`)"
 RSS_GROWTH_LIMIT = 0.10
 CLIENTS_ON_KEY = (36, 12)  # the first key is over its limit of 30 part of the time
@@ -490,18 +490,6 @@ def _per_key(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in values.items())
 
 
-def update_results(section: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving the other sections alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
-    RESULTS.write_text(text)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=10_000, help="measured requests (default %(default)s)")
@@ -532,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result["ok"]:
         print("soak: a check FAILED", file=sys.stderr)
     elif args.update_results:
-        update_results(text)
+        update_section(SECTION, text)
         print(f"updated {RESULTS.relative_to(ROOT)}")
     return 0 if result["ok"] else 1
 

@@ -186,6 +186,7 @@ async def run_step(step: StepPlan, fire: Fire) -> StepClock:
 # overshoots by 0.1–0.3 ms), then yielding turns; and how soon the loop's thread yields the GIL to it.
 _SPIN_NS = 300_000
 _SWITCH_INTERVAL_S = 0.0005
+_PR_SET_TIMERSLACK = 29
 
 
 def _tighten_timer_slack() -> None:
@@ -194,9 +195,6 @@ def _tighten_timer_slack() -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
-
-
-_PR_SET_TIMERSLACK = 29
 
 
 async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:

@@ -344,7 +344,7 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def _run_async(main: Callable[[], Coroutine[Any, Any, _T]], use_uvloop: bool) -> _T:
+def run_async(main: Callable[[], Coroutine[Any, Any, _T]], use_uvloop: bool) -> _T:
     freeze_heap()
     if use_uvloop:
         import uvloop
@@ -386,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
             keys = tuple(ApiKey(f"key-{i}", s) for i, s in enumerate(secrets, start=1))
             target = Resolved(t.base_url, keys, t.model, t.description)
         try:
-            run_file, directory = _run_async(lambda: _bench(args, target, progress), args.uvloop)
+            run_file, directory = run_async(lambda: _bench(args, target, progress), args.uvloop)
         except (ValueError, OSError) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2

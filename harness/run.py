@@ -146,8 +146,7 @@ def _sweep(args: argparse.Namespace, t: Resolved, defaults: Defaults, run_id: st
     bench_args = parser.parse_args(argv)
     progress = args.progress and Progress.wanted(sys.stderr, os.environ.get("CI", "").lower() in ("1", "true"))
     # The bench's own driver, given the target resolved here (so that it is described as this job knows it).
-    bench.freeze_heap()
-    run_file, directory = asyncio.run(bench._bench(bench_args, t, progress))
+    run_file, directory = bench.run_async(lambda: bench._bench(bench_args, t, progress), use_uvloop=False)
     print(f"      {sum(1 for r in run_file.requests if not r.warmup)} measured requests in {len(run_file.steps)} steps")
     return directory
 
