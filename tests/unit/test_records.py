@@ -92,3 +92,16 @@ def test_a_run_file_round_trips_and_every_line_matches_the_schema(tmp_path: Path
     assert back.run == run
     assert back.steps == [step]
     assert back.requests == records
+
+
+def test_a_request_line_written_before_dispatched_ns_existed_still_validates_and_reads(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    run = RunInfo.start("old", target={"base_url": "http://x/v1"}, config={})
+    write_run(path, run, [], [Record(run_id="old", sent_ns=5)])
+    run_line, request_line = path.read_bytes().splitlines()
+    old = orjson.loads(request_line)
+    del old["dispatched_ns"]
+    jsonschema.Draft7Validator(schemas.load("record.json")).validate(old)
+    path.write_bytes(run_line + b"\n" + orjson.dumps(old) + b"\n")
+    (back,) = read_run(path).requests
+    assert (back.dispatched_ns, back.sent_ns) == (None, 5)
