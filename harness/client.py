@@ -6,7 +6,7 @@ headers on, whether or not that task has started reading — so the time spent p
 responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
 completes. The moment a request is sent is taken the same way, when aiohttp hands its body to the socket — not
 when the coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body
-from a task of its own, a loop iteration later) counts as dispatch delay, not as the server's TTFT. When the
+from a task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. When the
 connection is not one of ours (another aiohttp), or has moved on to its next response before the task looked at
 this one, the time the read is handed to the task is used instead.
 

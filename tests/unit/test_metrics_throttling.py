@@ -1,4 +1,4 @@
-"""Metrics of retried (throttled) requests: 429s counted per response, dispatch delay from the first send."""
+"""Metrics of retried (throttled) requests: 429s counted per response, dispatch delay to the first take-up."""
 
 from __future__ import annotations
 
@@ -49,3 +49,11 @@ def test_the_timeline_spreads_retried_429s_over_the_throttled_time() -> None:
     frame = metrics.timeline(run_file(), bin_s=1.0)
     # Record 0: 429s at 10 and 1010 ms; record 1: at 0 ms and its final one at 1000 ms; warm-up: at 0 ms.
     assert frame["responses_429_per_s"].tolist()[:3] == [3.0, 2.0, 0.0]
+
+
+def test_dispatch_delay_ends_when_the_client_took_the_request_up_not_at_the_write() -> None:
+    run = run_file()
+    first = run.requests[0]
+    first.dispatched_ns, first.sent_ns = 13 * MS, 2015 * MS  # taken up 3 ms late; written 5 ms after its last retry
+    delay = metrics.summarize(run)["steps"][0]["latency_ms"]["dispatch_delay"]
+    assert (delay["min"], delay["max"]) == (0.0, 3.0)
