@@ -300,10 +300,15 @@ class _Run:
                 await emit(chunks.role_chunk(), False)
             async for delta in self._deltas():
                 tokens += delta.token_count
-                usage = Usage(len(self.prompt.token_ids), tokens) if delta.finish_reason else None
-                text = delta.text + "~" if kind is Fault.TEXT_DRIFT and tokens == 1 else delta.text
                 if first_token_s is None and delta.token_count:
                     first_token_s = time.perf_counter()
+                if fault is None and delta.finish_reason is None:  # most chunks: an event from the template
+                    if trace is not None:
+                        trace.mark_chunk(delta.token_count > 0)
+                    await resp.write(chunks.delta_event(delta.text))
+                    continue
+                usage = Usage(len(self.prompt.token_ids), tokens) if delta.finish_reason else None
+                text = delta.text + "~" if kind is Fault.TEXT_DRIFT and tokens == 1 else delta.text
                 await emit(chunks.delta_chunk(text, delta.finish_reason, usage), delta.token_count > 0)
             final = Usage(len(self.prompt.token_ids), tokens)
             if (usage_chunk := chunks.usage_chunk(final)) is not None:

@@ -68,6 +68,9 @@ def response_body(
     }
 
 
+_MARK = "\x00mark\x00"  # stands for a chunk's text in its template; no id, model or object name contains it
+
+
 class ChunkStream:
     """Builds the SSE events of one streamed response: every chunk shares `id` and `created`.
 
@@ -86,6 +89,10 @@ class ChunkStream:
             "model": model,
         }
         self._usage_null = profile == "openai" and include_usage
+        # Every chunk between the first and the last differs from the others only in its text: its event is built
+        # from the two halves around the text rather than by serialising a new dict per token.
+        event = sse(self.delta_chunk(_MARK, None, None))
+        self._delta_head, self._delta_tail = event.split(orjson.dumps(_MARK))
 
     def role_chunk(self) -> dict[str, Any]:
         chunk = {
@@ -108,6 +115,10 @@ class ChunkStream:
         elif self._usage_null:
             chunk["usage"] = None
         return chunk
+
+    def delta_event(self, text: str) -> bytes:
+        """The SSE event of `delta_chunk(text, None, None)`, byte for byte."""
+        return self._delta_head + orjson.dumps(text) + self._delta_tail
 
     def usage_chunk(self, usage: Usage) -> dict[str, Any] | None:
         """The trailing usage-only chunk, where the profile has one."""
