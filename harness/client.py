@@ -76,9 +76,6 @@ class _TimedHandler(ResponseHandler):
     `reader` is aiohttp's body reader of that response (`ResponseHandler._payload`, set as its headers are
     parsed), `headers_ns` when those headers were read, and `arrivals` holds (read time, body bytes so far) for
     every read that brought body bytes — noted from the first read, whether or not a task reads the response yet.
-
-    A task reading the body waits on `readable` for a batch of bytes, the end or a failure, rather than on aiohttp's
-    reader for every read: one wake-up per batch instead of one per chunk, since each read's time is noted here.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -86,10 +83,7 @@ class _TimedHandler(ResponseHandler):
         self.reader: aiohttp.StreamReader | None = None
         self.headers_ns = 0
         self.arrivals: deque[tuple[int, int]] = deque()
-        self.lost = False
         self._fed = 0
-        self._batch_waiter: asyncio.Future[None] | None = None
-        self._wake_at = 0
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
@@ -98,44 +92,10 @@ class _TimedHandler(ResponseHandler):
         if reader is None:
             return
         if reader is not self.reader:  # a new response on this connection: its own record of reads
-            self._wake()  # (a task still waiting on the previous one finds it ended)
             self.reader, self.headers_ns, self.arrivals, self._fed = reader, now, deque(), 0
         if (fed := reader.total_bytes) != self._fed:
             self._fed = fed
             self.arrivals.append((now, fed))
-        if self._batch_waiter is not None and (
-            fed >= self._wake_at or reader.is_eof() or reader.exception() is not None
-        ):
-            self._wake()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = True
-        super().connection_lost(exc)
-        self._wake()
-
-    def readable(self, reader: aiohttp.StreamReader, total_bytes: int) -> asyncio.Future[None] | None:
-        """A future done once `reader` has received `total_bytes` body bytes in all, ended or failed.
-
-        None when there is nothing to wait for here: that is so already, or `reader` is not this connection's
-        current response (it has ended, or the connection is not ours to watch), or the connection is gone.
-        """
-        if (
-            self.lost
-            or reader is not self.reader
-            or reader.total_bytes >= total_bytes
-            or reader.is_eof()
-            or reader.exception() is not None
-        ):
-            return None
-        self._wake()
-        self._batch_waiter = waiter = self._loop.create_future()
-        self._wake_at = total_bytes
-        return waiter
-
-    def _wake(self) -> None:
-        waiter, self._batch_waiter = self._batch_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     @staticmethod
     def of(response: aiohttp.ClientResponse) -> _TimedHandler | None:
@@ -333,44 +293,24 @@ class Client:
         consumed = 0
         try:
             while True:
-                waiter = timed.readable(content, consumed + _BATCH_BYTES) if timed is not None else None
-                if waiter is not None:
-                    await waiter
-                # What has arrived, each read with its own time; aiohttp's reader covers every other case
-                # (not our connection, or nothing buffered yet), waking this task per read.
-                data = content.read_nowait() or await content.readany()
+                data = await content.readany()
                 if not data:
                     break
-                consumed = _feed(data, consumed, arrivals, parser, state)
+                base = consumed
+                consumed += len(data)
+                pos = 0
+                while arrivals and arrivals[0][1] <= consumed:
+                    at, upto = arrivals.popleft()
+                    cut = upto - base
+                    if cut > pos:
+                        state.events(parser.feed(data if pos == 0 and cut == len(data) else data[pos:cut]), at)
+                        pos = cut
+                if pos < len(data):
+                    state.events(parser.feed(data[pos:] if pos else data), time.perf_counter_ns())
         except SSEError as exc:
             record.fail("protocol_error", str(exc))
         truncated = parser.close()
         state.finish(truncated, time.perf_counter_ns())
-
-
-# A streaming response wakes its task once this many body bytes have arrived (or at its end), not at every read:
-# ~100 chunks, which bounds both the wake-ups per chunk and how long one batch holds the event loop.
-_BATCH_BYTES = 4 * 1024
-
-
-def _feed(data: bytes, consumed: int, arrivals: deque[tuple[int, int]], parser: SSEParser, state: StreamState) -> int:
-    """Parse the body bytes after the first `consumed`, giving each event the time of the read that completed it.
-
-    `arrivals` holds (read time, body bytes so far) for reads not yet consumed; bytes no read accounts for (a
-    connection that is not ours) get the time now. Returns the body bytes consumed so far.
-    """
-    base = consumed
-    consumed += len(data)
-    pos = 0
-    while arrivals and arrivals[0][1] <= consumed:
-        at, upto = arrivals.popleft()
-        cut = upto - base
-        if cut > pos:
-            state.events(parser.feed(data if pos == 0 and cut == len(data) else data[pos:cut]), at)
-            pos = cut
-    if pos < len(data):
-        state.events(parser.feed(data[pos:] if pos else data), time.perf_counter_ns())
-    return consumed
 
 
 def _reset_for_retry(record: Record) -> None:

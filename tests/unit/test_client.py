@@ -131,61 +131,6 @@ async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_b
     assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
 
 
-def timed_response() -> tuple[_TimedHandler, bytes]:
-    handler = _TimedHandler(asyncio.get_running_loop())
-    handler.connection_made(mock.Mock(spec=asyncio.Transport))
-    handler.set_response_params(auto_decompress=False)
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-    return handler, head
-
-
-async def test_a_reading_task_is_woken_once_a_batch_has_arrived_not_at_every_read() -> None:
-    handler, head = timed_response()
-    handler.data_received(head + http_chunk(b"data: 1\n\n"))
-    reader = handler.reader
-    assert reader is not None
-    assert handler.readable(reader, 9) is None  # 9 body bytes are there already: nothing to wait for
-    waiter = handler.readable(reader, 27)
-    assert waiter is not None
-    handler.data_received(http_chunk(b"data: 2\n\n"))
-    assert not waiter.done()  # 18 of 27 bytes
-    handler.data_received(http_chunk(b"data: 3\n\n"))
-    assert waiter.done()
-    assert [fed for _, fed in handler.arrivals] == [9, 18, 27]  # each read still has its own time
-
-
-async def test_a_reading_task_is_woken_at_the_end_of_the_response_and_when_the_connection_is_lost() -> None:
-    handler, head = timed_response()
-    handler.data_received(head + http_chunk(b"data: 1\n\n"))
-    reader = handler.reader
-    assert reader is not None
-    ended = handler.readable(reader, 1 << 20)
-    assert ended is not None and not ended.done()
-    handler.data_received(b"0\r\n\r\n")
-    assert ended.done() and handler.readable(reader, 1 << 20) is None  # at its end: never waits again
-
-    handler, head = timed_response()
-    handler.data_received(head + http_chunk(b"data: 1\n\n"))
-    reader = handler.reader
-    assert reader is not None
-    lost = handler.readable(reader, 1 << 20)
-    assert lost is not None
-    handler.connection_lost(ConnectionResetError())
-    assert lost.done() and handler.readable(reader, 1 << 20) is None
-
-
-async def test_events_read_in_one_batch_keep_the_times_of_the_reads_that_brought_them() -> None:
-    # Three chunks 20 ms apart, in far fewer bytes than a batch: the task reads them together at the end, yet
-    # each chunk's time is its own read's.
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await stream(request, GOOD, pause_s=0.02)
-
-    record = await send(handler)
-    assert record.error_kind is None, record.error_detail
-    gaps = [b - a for a, b in zip(record.chunk_ns, record.chunk_ns[1:], strict=False)]
-    assert len(gaps) == 2 and all(gap >= 15_000_000 for gap in gaps), gaps
-
-
 async def test_no_connection_limit_lets_every_due_request_go_at_once() -> None:
     # An uncapped open loop asks for 0 connections: no limit. The server answers none of the five requests until
     # all five are in flight at once, which a pool of one connection (the old reading of 0) never allows.
