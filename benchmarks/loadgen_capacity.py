@@ -91,8 +91,8 @@ def main() -> int:
                 best[name] = max(best.get(name, 0.0), rate)
         print(f"{'':24} ({time.monotonic() - started:.0f} s for all levels, start-up included)", flush=True)
     for name in names:
-        rate = best.get(name)
-        figure = f"{rate:.0f} chunks/s" if rate else "none (no level met the limit)"
+        capacity = best.get(name)
+        figure = f"{capacity:.0f} chunks/s" if capacity else "none (no level met the limit)"
         print(f"capacity of {names[name]}: {figure} with p99 |ITL error| <= {args.limit_ms:g} ms")
     if best.get("harness"):
         for name, rate in best.items():

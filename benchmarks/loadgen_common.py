@@ -86,7 +86,7 @@ class Sent:
 
     name: str
     sent_ns: list[int]
-    scheduled_ns: list[int] | None
+    scheduled_ns: list[int | None] | None  # None for a request the tool kept no schedule for
     request_ids: list[str]
     dispatched_ns: list[int] | None = None  # when the tool took each request up, when it says apart from sent_ns
 

@@ -288,15 +288,18 @@ def _guidellm(
     return json.loads(result.read_text())["benchmarks"], clock
 
 
-def _guidellm_measured(benchmark: dict[str, Any], clock: WallClock) -> tuple[list[Measured], list[int]]:
-    """Per request: what GuideLLM measured, and the schedule it drew (`targeted_start`)."""
-    measured, scheduled = [], []
+def _guidellm_measured(benchmark: dict[str, Any], clock: WallClock) -> tuple[list[Measured], list[int | None]]:
+    """Per request: what GuideLLM measured, and the schedule it drew (`targeted_start`; None where it has none)."""
+    measured: list[Measured] = []
+    scheduled: list[int | None] = []
     groups = benchmark["requests"]
     for status in ("successful", "errored", "incomplete"):
         for request in groups.get(status) or []:
             timings = request["info"]["timings"]
             sent = clock.to_mono_ns(timings["request_start"] or timings["resolve_start"])
-            scheduled.append(clock.to_mono_ns(timings["targeted_start"]))
+            # GuideLLM 0.8.1 left `targeted_start` at 0 for a few requests of a 5000-request Poisson run: no schedule.
+            target = timings.get("targeted_start")
+            scheduled.append(clock.to_mono_ns(target) if target else None)
             first, last = timings.get("first_token_iteration"), timings.get("last_token_iteration")
             if status != "successful" or first is None or last is None:
                 measured.append(Measured(request.get("response_id"), sent, None, [], ok=False))
@@ -354,7 +357,7 @@ def shape_guidellm(target: Target, rate: float, requests: int, seed: int) -> Sen
             seed=seed,
         )
     measured, scheduled = _guidellm_measured(benchmarks[0], clock)
-    order = sorted(range(len(measured)), key=lambda i: scheduled[i])
+    order = sorted(range(len(measured)), key=lambda i: (scheduled[i] or measured[i].sent_ns, measured[i].sent_ns))
     return Sent(
         "GuideLLM",
         [measured[i].sent_ns for i in order],

@@ -120,15 +120,19 @@ def main() -> int:
             continue
         print(f"{sent.name} ({len(sent.sent_ns)} sent, {len(truth)} traced; load average {load_average()})")
         if sent.scheduled_ns is not None:
-            print(describe("schedule drawn", sent.scheduled_ns, args.rate))
+            kept = [i for i, c in enumerate(sent.scheduled_ns) if c is not None]
+            schedule = [c for c in sent.scheduled_ns if c is not None]
+            if missing := len(sent.scheduled_ns) - len(kept):
+                print(f"  ({missing} requests the tool kept no schedule for are left out of the schedule rows)")
+            print(describe("schedule drawn", schedule, args.rate))
             series = [("taken up", sent.dispatched_ns)] if sent.dispatched_ns is not None else []
             for label, times in [*series, ("sent", sent.sent_ns)]:
-                late = [(s - c) / 1e6 for s, c in zip(times, sent.scheduled_ns, strict=True)]
+                late = [(times[i] - c) / 1e6 for i, c in zip(kept, schedule, strict=True)]
                 print(
                     f"  {'schedule → ' + label:22} p50 {pct(late, 50):.3f} ms  p99 {pct(late, 99):.3f} ms  "
                     f"max {max(late):.3f} ms"
                 )
-            span = (sent.sent_ns[-1] - sent.sent_ns[0]) / (sent.scheduled_ns[-1] - sent.scheduled_ns[0])
+            span = (sent.sent_ns[kept[-1]] - sent.sent_ns[kept[0]]) / (schedule[-1] - schedule[0])
             print(f"  {'sent vs schedule':22} achieved/scheduled rate {1 / span:.5f}")
         if sent.dispatched_ns is not None:
             print(describe("taken up (client)", sent.dispatched_ns, args.rate))
