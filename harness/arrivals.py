@@ -140,7 +140,12 @@ def offsets(step: StepPlan) -> Iterator[tuple[float, bool]]:
     """The open-loop schedule: (seconds after the step's start, warm-up?) for every request, in order."""
     rng = random.Random(step.seed * 1_000_003 + step.index)
     horizon = step.warmup_s + step.duration_s if step.duration_s is not None else math.inf
-    condition = step.mode == "rate" and step.duration_s is None and step.arrival != "constant"
+    # A request-bounded step at a random rate: the gaps of its measured requests are conditioned on their span.
+    span_gaps = (
+        step.requests - 1
+        if step.mode == "rate" and step.duration_s is None and step.requests is not None and step.arrival != "constant"
+        else None
+    )
     gaps = unit_gaps(step.arrival, step.burstiness, rng)
     measured = 0
     u = 0.0
@@ -153,8 +158,8 @@ def offsets(step: StepPlan) -> Iterator[tuple[float, bool]]:
         if not warm:
             if step.requests is not None and measured >= step.requests:
                 return
-            if measured == 0 and condition and step.requests is not None:
-                gaps = conditioned(gaps, step.requests - 1)
+            if measured == 0 and span_gaps is not None:
+                gaps = conditioned(gaps, span_gaps)
             measured += 1
         yield t, warm
         u += next(gaps)

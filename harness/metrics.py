@@ -103,12 +103,15 @@ def _nullable(values: Iterable[int | None]) -> Floats:
     return np.array([_NAN if v is None else float(v) for v in values], dtype=np.float64)
 
 
+def _taken_up_ns(r: Record) -> int | None:
+    """When the client first took the request up; a record written before `dispatched_ns` gives its first send."""
+    if r.dispatched_ns is not None:
+        return r.dispatched_ns
+    return None if r.sent_ns is None else r.sent_ns - r.throttled_ns
+
+
 def _taken_up(records: Sequence[Record]) -> Floats:
-    """When the client first took each request up; records written before `dispatched_ns` give their first send."""
-    return _nullable(
-        r.dispatched_ns if r.dispatched_ns is not None else None if r.sent_ns is None else r.sent_ns - r.throttled_ns
-        for r in records
-    )
+    return _nullable(_taken_up_ns(r) for r in records)
 
 
 def request_frame(records: Sequence[Record]) -> pd.DataFrame:
