@@ -4,11 +4,13 @@ Timing: the moment bytes arrive is taken in the connection's `data_received` cal
 them from the socket — before the task that parses them is scheduled, and from the read that brings the response's
 headers on, whether or not that task has started reading — so the time spent parsing and validating other
 responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
-completes. The moment a request is sent is taken the same way, when aiohttp hands its body to the socket — not
-when the coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body
-from a task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. When the
-connection is not one of ours (another aiohttp), or has moved on to its next response before the task looked at
-this one, the time the read is handed to the task is used instead.
+completes. Once the task has the response's headers, the reads of its body are parsed in that same callback as they
+come: the task sleeps until the body ends instead of waking for every chunk. The moment a request is sent is taken
+the same way, when aiohttp hands its body to the socket — not when the coroutine starts building it — so that
+aiohttp's own work on a burst of requests (and its writing the body from a task of its own, a loop iteration later)
+counts as the client's, not as the server's TTFT. When the connection is not one of ours (another aiohttp), or has
+moved on to its next response before the task looked at this one, the time the read is handed to the task is used
+instead.
 
 The client reports what happened to each request in its `Record`; it never computes statistics. Failures are
 data: every outcome, including exceptions from aiohttp, ends up as the record's error kind and detail.
@@ -76,6 +78,7 @@ class _TimedHandler(ResponseHandler):
     `reader` is aiohttp's body reader of that response (`ResponseHandler._payload`, set as its headers are
     parsed), `headers_ns` when those headers were read, and `arrivals` holds (read time, body bytes so far) for
     every read that brought body bytes — noted from the first read, whether or not a task reads the response yet.
+    Once a task `follow`s the response, each read is handed to it from here instead, as it is read.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -84,10 +87,14 @@ class _TimedHandler(ResponseHandler):
         self.headers_ns = 0
         self.arrivals: deque[tuple[int, int]] = deque()
         self._fed = 0
+        self._feed: Callable[[bytes, int], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
         super().data_received(data)
+        if self._feed is not None:
+            self._hand_over(now)
+            return
         reader = self._payload
         if reader is None:
             return
@@ -96,6 +103,51 @@ class _TimedHandler(ResponseHandler):
         if (fed := reader.total_bytes) != self._fed:
             self._fed = fed
             self.arrivals.append((now, fed))
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        # aiohttp's body reader calls this after every read it hands out (3.14: whether or not anything was
+        # paused), and the call feeds the parser an empty read; with nothing paused there is nothing to resume.
+        if self._reading_paused or getattr(self, "_buffer_paused", False):  # the second flag is new in 3.14
+            super().resume_reading(resume_parser)
+
+    def follow(self, feed: Callable[[bytes, int], None]) -> None:
+        """Hand the body of the latest response to `feed(data, read_ns)` read by read, from `data_received`.
+
+        The reads that came before are handed over now, each with its own time; later ones as the event loop
+        reads them, with no task woken per read — the task waits for the body's end (`reader.wait_eof()`). An
+        exception from `feed` is set on the reader, which ends the wait with it. `unfollow` when done.
+        """
+        reader = self.reader
+        assert reader is not None
+        if reader.exception() is None and (data := reader.read_nowait()):  # the whole body so far: none was read
+            pos = 0
+            for at, upto in self.arrivals:
+                if (cut := min(upto, len(data))) > pos:
+                    self._feed_safely(feed, data[pos:cut] if pos or cut < len(data) else data, at)
+                    pos = cut
+            if pos < len(data):
+                self._feed_safely(feed, data[pos:], time.perf_counter_ns())
+        self.arrivals.clear()
+        self._feed = feed
+
+    def unfollow(self) -> None:
+        """Hand any body bytes still buffered (the connection's end can bring some) and stop handing them."""
+        if self._feed is not None:
+            self._hand_over(time.perf_counter_ns())
+            self._feed = None
+
+    def _hand_over(self, now: int) -> None:
+        reader, feed = self.reader, self._feed
+        if reader is not None and feed is not None and reader.exception() is None and (data := reader.read_nowait()):
+            self._feed_safely(feed, data, now)
+
+    def _feed_safely(self, feed: Callable[[bytes, int], None], data: bytes, at: int) -> None:
+        try:
+            feed(data, at)
+        except Exception as exc:  # raised in the task that waits for the body, not in aiohttp's protocol
+            assert self.reader is not None
+            self.reader.set_exception(exc)
+            self._feed = None
 
     @staticmethod
     def of(response: aiohttp.ClientResponse) -> _TimedHandler | None:
@@ -286,31 +338,33 @@ class Client:
         refused(record, response.status, raw, response.headers.get("Retry-After"))
 
     async def _stream(self, response: aiohttp.ClientResponse, timed: _TimedHandler | None, record: Record) -> None:
-        content = response.content
         parser = SSEParser()
         state = StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat")
-        arrivals = timed.arrivals if timed is not None else deque()
-        consumed = 0
+
+        def feed(data: bytes, at_ns: int) -> None:
+            state.events(parser.feed(data), at_ns)
+
         try:
-            while True:
-                data = await content.readany()
-                if not data:
-                    break
-                base = consumed
-                consumed += len(data)
-                pos = 0
-                while arrivals and arrivals[0][1] <= consumed:
-                    at, upto = arrivals.popleft()
-                    cut = upto - base
-                    if cut > pos:
-                        state.events(parser.feed(data if pos == 0 and cut == len(data) else data[pos:cut]), at)
-                        pos = cut
-                if pos < len(data):
-                    state.events(parser.feed(data[pos:] if pos else data), time.perf_counter_ns())
+            if timed is not None:
+                await _followed(response.content, timed, feed)
+            else:
+                while data := await response.content.readany():
+                    feed(data, time.perf_counter_ns())
         except SSEError as exc:
             record.fail("protocol_error", str(exc))
         truncated = parser.close()
         state.finish(truncated, time.perf_counter_ns())
+
+
+async def _followed(content: aiohttp.StreamReader, timed: _TimedHandler, feed: Callable[[bytes, int], None]) -> None:
+    """Until the body's end, its reads go to `feed` as the connection reads them (see `_TimedHandler.follow`)."""
+    timed.follow(feed)
+    try:
+        if (exc := content.exception()) is not None:
+            raise exc
+        await content.wait_eof()
+    finally:
+        timed.unfollow()
 
 
 def _reset_for_retry(record: Record) -> None:

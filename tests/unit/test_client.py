@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from unittest import mock
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
-from harness.client import ApiKey, Client, ClientConfig, _TimedHandler, request_body, retry_after_s
+from harness.client import ApiKey, Client, ClientConfig, _followed, _TimedHandler, request_body, retry_after_s
 from harness.records import Record
+from harness.sse import SSEParser
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 ID = f"{MODEL}-" + "ab" * 16
@@ -129,6 +132,79 @@ async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_b
     assert handler.headers_ns == t1 and t2 - t1 >= 2_000_000
     handler.data_received(head + http_chunk(b"data: 3\n\n"))  # the next response on the connection: its own reads
     assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
+
+
+def timed_response() -> tuple[_TimedHandler, bytes]:
+    handler = _TimedHandler(asyncio.get_running_loop())
+    handler.connection_made(mock.Mock(spec=asyncio.Transport))
+    handler.set_response_params(auto_decompress=False)
+    return handler, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def test_a_followed_body_is_handed_over_read_by_read_as_the_connection_reads_it() -> None:
+    handler, head = timed_response()
+    handler.data_received(head + http_chunk(b"data: 1\n\n"))
+    await asyncio.sleep(0.002)
+    handler.data_received(http_chunk(b"data: 2\n\n"))
+    read_at = [t for t, _ in handler.arrivals]
+    reads: list[tuple[bytes, int]] = []
+    handler.follow(lambda data, at: reads.append((data, at)))
+    # What came before the task followed: each read with the time it was read, not the time of the hand-over.
+    assert reads == [(b"data: 1\n\n", read_at[0]), (b"data: 2\n\n", read_at[1])]
+    assert read_at[1] - read_at[0] >= 2_000_000
+    before = time.perf_counter_ns()
+    handler.data_received(http_chunk(b"data: 3\n\n"))  # handed over within the read itself: no task ran
+    assert reads[2][0] == b"data: 3\n\n" and reads[2][1] >= before
+    reader = handler.reader
+    assert reader is not None and not reader.is_eof()
+    handler.data_received(b"0\r\n\r\n")
+    await asyncio.wait_for(reader.wait_eof(), timeout=1)
+    handler.unfollow()
+    assert len(reads) == 3
+
+
+async def test_an_exception_in_a_followed_body_ends_the_wait_for_it_and_not_the_connection() -> None:
+    handler, head = timed_response()
+    handler.data_received(head)
+
+    def feed(data: bytes, at: int) -> None:
+        raise ValueError("cannot parse")
+
+    reader = handler.reader
+    assert reader is not None
+    waiting = asyncio.create_task(_followed(reader, handler, feed))
+    await asyncio.sleep(0)
+    handler.data_received(http_chunk(b"data: 1\n\n"))  # does not raise into aiohttp's protocol
+    with pytest.raises(ValueError, match="cannot parse"):
+        await asyncio.wait_for(waiting, timeout=1)
+    # Raised before the task followed (the first read already broke it): the same, without waiting for the end.
+    handler, head = timed_response()
+    handler.data_received(head + http_chunk(b"data: 1\n\n"))
+    assert handler.reader is not None
+    with pytest.raises(ValueError, match="cannot parse"):
+        await asyncio.wait_for(_followed(handler.reader, handler, feed), timeout=1)
+
+
+async def test_a_streamed_answer_is_read_without_waking_the_task_per_read() -> None:
+    pieces = b"".join(GOOD)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, [pieces[i : i + 20] for i in range(0, len(pieces), 20)], pause_s=0.001)
+
+    with mock.patch.object(aiohttp.StreamReader, "readany", side_effect=AssertionError("a wake-up per read")):
+        record = await send(handler)
+    assert record.error_kind is None, record.error_detail
+    assert len(record.chunk_ns) == 3 and record.chunk_ns[0] < record.chunk_ns[1] < record.chunk_ns[2]
+
+
+async def test_an_sse_line_over_the_limit_is_a_protocol_error() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, [chunk("a"), b"data: " + b"x" * 1000])
+
+    with mock.patch("harness.client.SSEParser", functools.partial(SSEParser, max_line=400)):
+        record = await send(handler)
+    assert record.error_kind == "protocol_error"
+    assert record.error_detail is not None and "longer than 400 bytes" in record.error_detail
 
 
 async def test_no_connection_limit_lets_every_due_request_go_at_once() -> None:
