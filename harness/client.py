@@ -4,13 +4,13 @@ Timing: the moment bytes arrive is taken in the connection's `data_received` cal
 them from the socket — before the task that parses them is scheduled, and from the read that brings the response's
 headers on, whether or not that task has started reading — so the time spent parsing and validating other
 responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
-completes. Once the task has the response's headers, the reads of its body are parsed in that same callback as they
-come: the task sleeps until the body ends instead of waking for every chunk. The moment a request is sent is taken
-the same way, when aiohttp hands its body to the socket — not when the coroutine starts building it — so that
-aiohttp's own work on a burst of requests (and its writing the body from a task of its own, a loop iteration later)
-counts as the client's, not as the server's TTFT. When the connection is not one of ours (another aiohttp), or has
-moved on to its next response before the task looked at this one, the time the read is handed to the task is used
-instead.
+completes. Once the task has the response's headers, the reads of its body are parsed as they come, once the loop
+has read (and timed) every socket that was ready: the task sleeps until the body ends instead of waking per chunk.
+The moment a request is sent is taken the same way, when aiohttp hands its body to the socket — not when the
+coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body from a
+task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. When the connection is
+not one of ours (another aiohttp), or has moved on to its next response before the task looked at this one, the
+time the read is handed to the task is used instead.
 
 The client reports what happened to each request in its `Record`; it never computes statistics. Failures are
 data: every outcome, including exceptions from aiohttp, ends up as the record's error kind and detail.
@@ -72,30 +72,62 @@ class ClientConfig:
     extra_headers: tuple[tuple[str, str], ...] = ()  # sent with every request, after (and over) the defaults
 
 
+class _Parses:
+    """Body reads waiting to be parsed, handed to their responses once per event-loop iteration.
+
+    Each read is timed as the loop reads it; parsing waits until the loop has read — and timed — every socket that
+    was ready, so that parsing one response never delays the timestamp of another. One per session.
+    """
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[tuple[_TimedHandler, bytes, int]] = []
+        self._scheduled = False
+
+    def add(self, handler: _TimedHandler, data: bytes, at_ns: int) -> None:
+        self._pending.append((handler, data, at_ns))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.run)
+
+    def run(self) -> None:
+        """Parse every read waiting, in the order they were read (also called by a task that must not wait)."""
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for handler, data, at in pending:
+            handler.parse(data, at)
+
+
 class _TimedHandler(ResponseHandler):
     """aiohttp's connection protocol, plus when each read of the latest response on the connection arrived.
 
     `reader` is aiohttp's body reader of that response (`ResponseHandler._payload`, set as its headers are
     parsed), `headers_ns` when those headers were read, and `arrivals` holds (read time, body bytes so far) for
     every read that brought body bytes — noted from the first read, whether or not a task reads the response yet.
-    Once a task `follow`s the response, each read is handed to it from here instead, as it is read.
+    Once a task `follow`s the response, each read is taken out of aiohttp's buffer as it is read and queued, with
+    its time, on the session's `_Parses`, which hands it to the task's parser without waking the task.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, parses: _Parses | None = None) -> None:
         super().__init__(loop)
         self.reader: aiohttp.StreamReader | None = None
         self.headers_ns = 0
         self.arrivals: deque[tuple[int, int]] = deque()
         self._fed = 0
+        self._parses = parses if parses is not None else _Parses(loop)
         self._feed: Callable[[bytes, int], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
         super().data_received(data)
-        if self._feed is not None:
-            self._hand_over(now)
-            return
         reader = self._payload
+        if self._feed is not None:
+            reader = self.reader
+            if reader is not None and reader.exception() is None and (body := reader.read_nowait()):
+                self._parses.add(self, body, now)
+            return
         if reader is None:
             return
         if reader is not self.reader:  # a new response on this connection: its own record of reads
@@ -111,39 +143,41 @@ class _TimedHandler(ResponseHandler):
             super().resume_reading(resume_parser)
 
     def follow(self, feed: Callable[[bytes, int], None]) -> None:
-        """Hand the body of the latest response to `feed(data, read_ns)` read by read, from `data_received`.
+        """Hand the body of the latest response to `feed(data, read_ns)` read by read, as the loop reads it.
 
-        The reads that came before are handed over now, each with its own time; later ones as the event loop
-        reads them, with no task woken per read — the task waits for the body's end (`reader.wait_eof()`). An
-        exception from `feed` is set on the reader, which ends the wait with it. `unfollow` when done.
+        The reads that came before are handed over now, each with its own time; later ones once per loop
+        iteration (`_Parses`), with no task woken per read — the task waits for the body's end
+        (`reader.wait_eof()`). An exception from `feed` is set on the reader, which ends that wait with it.
+        `unfollow` when the body has ended, or the wait was given up.
         """
         reader = self.reader
         assert reader is not None
+        self._feed = feed
         if reader.exception() is None and (data := reader.read_nowait()):  # the whole body so far: none was read
             pos = 0
             for at, upto in self.arrivals:
                 if (cut := min(upto, len(data))) > pos:
-                    self._feed_safely(feed, data[pos:cut] if pos or cut < len(data) else data, at)
+                    self.parse(data[pos:cut] if pos or cut < len(data) else data, at)
                     pos = cut
             if pos < len(data):
-                self._feed_safely(feed, data[pos:], time.perf_counter_ns())
+                self.parse(data[pos:], time.perf_counter_ns())
         self.arrivals.clear()
-        self._feed = feed
 
     def unfollow(self) -> None:
-        """Hand any body bytes still buffered (the connection's end can bring some) and stop handing them."""
-        if self._feed is not None:
-            self._hand_over(time.perf_counter_ns())
-            self._feed = None
+        """Parse what is queued, then any body bytes still buffered (the connection's end can bring some); stop."""
+        if self._feed is None:
+            return
+        self._parses.run()
+        reader = self.reader
+        if reader is not None and reader.exception() is None and (data := reader.read_nowait()):
+            self.parse(data, time.perf_counter_ns())
+        self._feed = None
 
-    def _hand_over(self, now: int) -> None:
-        reader, feed = self.reader, self._feed
-        if reader is not None and feed is not None and reader.exception() is None and (data := reader.read_nowait()):
-            self._feed_safely(feed, data, now)
-
-    def _feed_safely(self, feed: Callable[[bytes, int], None], data: bytes, at: int) -> None:
+    def parse(self, data: bytes, at_ns: int) -> None:
+        if (feed := self._feed) is None:  # no longer followed, or its parser failed already
+            return
         try:
-            feed(data, at)
+            feed(data, at_ns)
         except Exception as exc:  # raised in the task that waits for the body, not in aiohttp's protocol
             assert self.reader is not None
             self.reader.set_exception(exc)
@@ -162,7 +196,10 @@ class _TimedConnector(aiohttp.TCPConnector):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # aiohttp builds connection protocols from this factory (stable since aiohttp 3.0).
-        self._factory = cast("functools.partial[ResponseHandler]", functools.partial(_TimedHandler, loop=self._loop))
+        parses = _Parses(self._loop)
+        self._factory = cast(
+            "functools.partial[ResponseHandler]", functools.partial(_TimedHandler, loop=self._loop, parses=parses)
+        )
 
 
 def request_body(
@@ -360,11 +397,12 @@ async def _followed(content: aiohttp.StreamReader, timed: _TimedHandler, feed: C
     """Until the body's end, its reads go to `feed` as the connection reads them (see `_TimedHandler.follow`)."""
     timed.follow(feed)
     try:
-        if (exc := content.exception()) is not None:
-            raise exc
-        await content.wait_eof()
+        if content.exception() is None:
+            await content.wait_eof()
     finally:
         timed.unfollow()
+    if (exc := content.exception()) is not None:  # from aiohttp, or from `feed` on a read parsed after the end
+        raise exc
 
 
 def _reset_for_retry(record: Record) -> None:

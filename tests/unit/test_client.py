@@ -13,7 +13,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from harness.client import ApiKey, Client, ClientConfig, _followed, _TimedHandler, request_body, retry_after_s
+from harness.client import (
+    ApiKey,
+    Client,
+    ClientConfig,
+    _followed,
+    _Parses,
+    _TimedHandler,
+    request_body,
+    retry_after_s,
+)
 from harness.records import Record
 from harness.sse import SSEParser
 
@@ -134,14 +143,14 @@ async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_b
     assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
 
 
-def timed_response() -> tuple[_TimedHandler, bytes]:
-    handler = _TimedHandler(asyncio.get_running_loop())
+def timed_response(parses: _Parses | None = None) -> tuple[_TimedHandler, bytes]:
+    handler = _TimedHandler(asyncio.get_running_loop(), parses)
     handler.connection_made(mock.Mock(spec=asyncio.Transport))
     handler.set_response_params(auto_decompress=False)
     return handler, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-async def test_a_followed_body_is_handed_over_read_by_read_as_the_connection_reads_it() -> None:
+async def test_a_followed_body_is_handed_over_read_by_read_with_the_time_each_was_read() -> None:
     handler, head = timed_response()
     handler.data_received(head + http_chunk(b"data: 1\n\n"))
     await asyncio.sleep(0.002)
@@ -153,14 +162,37 @@ async def test_a_followed_body_is_handed_over_read_by_read_as_the_connection_rea
     assert reads == [(b"data: 1\n\n", read_at[0]), (b"data: 2\n\n", read_at[1])]
     assert read_at[1] - read_at[0] >= 2_000_000
     before = time.perf_counter_ns()
-    handler.data_received(http_chunk(b"data: 3\n\n"))  # handed over within the read itself: no task ran
-    assert reads[2][0] == b"data: 3\n\n" and reads[2][1] >= before
+    handler.data_received(http_chunk(b"data: 3\n\n"))
+    after = time.perf_counter_ns()
+    assert len(reads) == 2  # queued: parsed once the loop has read every socket that was ready
+    await asyncio.sleep(0)
+    assert reads[2][0] == b"data: 3\n\n" and before <= reads[2][1] <= after
     reader = handler.reader
     assert reader is not None and not reader.is_eof()
     handler.data_received(b"0\r\n\r\n")
     await asyncio.wait_for(reader.wait_eof(), timeout=1)
     handler.unfollow()
     assert len(reads) == 3
+
+
+async def test_parsing_one_response_does_not_delay_the_timestamp_of_another_read_in_the_same_loop_turn() -> None:
+    parses = _Parses(asyncio.get_running_loop())
+    (slow, head), (other, _) = timed_response(parses), timed_response(parses)
+    slow.data_received(head)
+    other.data_received(head)
+    parsed: dict[str, tuple[int, int]] = {}
+
+    def slow_feed(data: bytes, at: int) -> None:
+        time.sleep(0.005)  # a long parse (validation of a large chunk, say)
+        parsed["slow"] = (at, time.perf_counter_ns())
+
+    slow.follow(slow_feed)
+    other.follow(lambda data, at: parsed.setdefault("other", (at, time.perf_counter_ns())))
+    slow.data_received(http_chunk(b"data: 1\n\n"))  # both sockets ready in the same turn of the loop
+    other.data_received(http_chunk(b"data: 2\n\n"))
+    await asyncio.sleep(0)
+    slow_done = parsed["slow"][1]
+    assert parsed["slow"][0] < parsed["other"][0] < slow_done  # read (and timed) before the slow parse ended
 
 
 async def test_an_exception_in_a_followed_body_ends_the_wait_for_it_and_not_the_connection() -> None:
