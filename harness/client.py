@@ -122,12 +122,12 @@ class _TimedHandler(ResponseHandler):
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
         super().data_received(data)
-        reader = self._payload
-        if self._feed is not None:
-            reader = self.reader
-            if reader is not None and reader.exception() is None and (body := reader.read_nowait()):
+        if self._feed is not None:  # followed: out of aiohttp's buffer, into the queue, with this read's time
+            followed = self.reader
+            if followed is not None and followed.exception() is None and (body := followed.read_nowait()):
                 self._parses.add(self, body, now)
             return
+        reader = self._payload
         if reader is None:
             return
         if reader is not self.reader:  # a new response on this connection: its own record of reads
