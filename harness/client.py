@@ -123,8 +123,7 @@ class _TimedHandler(ResponseHandler):
         now = time.perf_counter_ns()
         super().data_received(data)
         if self._feed is not None:  # followed: out of aiohttp's buffer, into the queue, with this read's time
-            followed = self.reader
-            if followed is not None and followed.exception() is None and (body := followed.read_nowait()):
+            if body := self._buffered():
                 self._parses.add(self, body, now)
             return
         reader = self._payload
@@ -150,14 +149,13 @@ class _TimedHandler(ResponseHandler):
         (`reader.wait_eof()`). An exception from `feed` is set on the reader, which ends that wait with it.
         `unfollow` when the body has ended, or the wait was given up.
         """
-        reader = self.reader
-        assert reader is not None
+        assert self.reader is not None
         self._feed = feed
-        if reader.exception() is None and (data := reader.read_nowait()):  # the whole body so far: none was read
+        if data := self._buffered():  # the whole body so far: none of it was read
             pos = 0
             for at, upto in self.arrivals:
                 if (cut := min(upto, len(data))) > pos:
-                    self.parse(data[pos:cut] if pos or cut < len(data) else data, at)
+                    self.parse(data[pos:cut], at)  # the whole of `data` when one read brought it: no copy
                     pos = cut
             if pos < len(data):
                 self.parse(data[pos:], time.perf_counter_ns())
@@ -168,10 +166,14 @@ class _TimedHandler(ResponseHandler):
         if self._feed is None:
             return
         self._parses.run()
-        reader = self.reader
-        if reader is not None and reader.exception() is None and (data := reader.read_nowait()):
+        if data := self._buffered():
             self.parse(data, time.perf_counter_ns())
         self._feed = None
+
+    def _buffered(self) -> bytes:
+        """The body bytes aiohttp's reader holds, taken out of it; none once the reader has failed."""
+        reader = self.reader
+        return reader.read_nowait() if reader is not None and reader.exception() is None else b""
 
     def parse(self, data: bytes, at_ns: int) -> None:
         if (feed := self._feed) is None:  # no longer followed, or its parser failed already
