@@ -7,8 +7,9 @@ against the exponential distribution of the requested rate (p > 0.05 passes). An
 requests has a realized rate within ±1/√N of the requested one (±1.4% at N = 5000); harness bench (like vllm bench
 serve) draws a request-bounded step conditioned on its expected span, so its schedule has the requested rate
 exactly and what is left to measure is the dispatch. harness bench keeps three times per request: scheduled, taken
-up by the client (`dispatched_ns`, where the peers take their send time) and written to the socket (`sent_ns`,
-after aiohttp has built the request). The peers (vllm bench serve, GuideLLM, AIPerf:
+up by the client (`dispatched_ns`: `--send-ahead-ms`, 5 ms, before the scheduled time, when aiohttp starts building
+it) and written to the socket (`sent_ns`: by the pacing thread at the scheduled time, once the request is built;
+`harness/release.py`). The peers (vllm bench serve, GuideLLM, AIPerf:
 `loadgen_peers.PEER_SHAPE_TOOLS`) run the same Poisson load in the same run, each against a fresh simulator;
 GuideLLM keeps the schedule it drew, the others only send times.
 

@@ -16,11 +16,15 @@ Open-loop times are absolute offsets from the step's start, drawn from a seeded 
 and each request is sent when its time comes: a late loop never shifts later requests (no drift) and never
 drops one; a request sent late keeps its scheduled time in its record, so the delay shows instead of hiding
 (no coordinated omission). With a concurrency cap, waiting for a free slot is part of that delay.
+
+An open loop hands each request over `send_ahead_s` before it is due, with a `Release` that it opens at the due
+time: the client builds the request in the meantime and holds its bytes until then (`harness.release`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import itertools
@@ -33,12 +37,16 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from harness.release import Release
+
 Arrival = Literal["constant", "poisson", "gamma"]
 Mode = Literal["concurrency", "rate", "ramp"]
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson", "gamma")
 
-Fire = Callable[[int, int, bool], Coroutine[Any, Any, object]]
-"""Send one request: (sequence number in the step, scheduled perf_counter_ns, is it warm-up?)."""
+Fire = Callable[[int, int, bool, Release | None], Coroutine[Any, Any, object]]
+"""Send one request: (sequence number in the step, scheduled perf_counter_ns, is it warm-up?, its release).
+
+The release is None in a closed loop, where a request is due when it is taken up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +66,13 @@ class StepPlan:
     duration_s: float | None = None
     requests: int | None = None
     seed: int = 0
+    send_ahead_s: float = 0.005  # open loop: how long before its due time a request is handed to the client
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.requests is None:
             raise ValueError("a step needs a duration or a request count")
+        if self.send_ahead_s < 0:
+            raise ValueError("the send-ahead time cannot be negative")
         if self.mode == "concurrency" and (self.concurrency is None or self.concurrency < 1):
             raise ValueError("a closed-loop step needs a concurrency of at least 1")
         if self.mode in ("rate", "ramp") and (self.rate is None or self.rate < 0):
@@ -207,7 +218,10 @@ async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
 
     The event loop's own timers tick in whole milliseconds, which would bunch Poisson arrivals onto a 1 ms grid;
     a thread sleeping on CLOCK_MONOTONIC wakes within tens of microseconds and hands each request to the loop
-    (`call_soon_threadsafe` wakes it at once). Whatever delay remains is the loop's, and is recorded.
+    (`call_soon_threadsafe` wakes it at once). It does so `send_ahead_s` before the due time, so that the client
+    builds the request then; at the due time it opens the request's release, which writes the built request from
+    this thread. The first request is due `send_ahead_s` after the step's start. Whatever delay remains (a request
+    not built in time, the GIL) is recorded.
     """
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[object]] = set()
@@ -215,17 +229,18 @@ async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
     paced: asyncio.Future[None] = loop.create_future()
     stop = threading.Event()
     first_measured = [True]
+    ahead_ns = round(step.send_ahead_s * 1e9)
 
-    async def capped(seq: int, due: int, warm: bool) -> object:
+    async def capped(seq: int, due: int, warm: bool, release: Release) -> object:
         assert cap is not None
         async with cap:
-            return await fire(seq, due, warm)
+            return await fire(seq, due, warm, release)
 
-    def dispatch(seq: int, due: int, warm: bool) -> None:
+    def dispatch(seq: int, due: int, warm: bool, release: Release) -> None:
         if not warm and first_measured[0]:
             first_measured[0] = False
             clock.measure_start_ns = max(clock.measure_start_ns, due)
-        task = loop.create_task(capped(seq, due, warm) if cap is not None else fire(seq, due, warm))
+        task = loop.create_task(capped(seq, due, warm, release) if cap is not None else fire(seq, due, warm, release))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -234,18 +249,44 @@ async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
         if not paced.done():
             paced.set_result(None)
 
+    def wait_until(t: int) -> bool:
+        """Sleep to `t` (perf_counter_ns); False when the step is being stopped."""
+        while (remaining := t - time.perf_counter_ns()) > _SPIN_NS:
+            if stop.wait((remaining - _SPIN_NS) / 1e9):
+                return False
+        while time.perf_counter_ns() < t:
+            time.sleep(0)  # the last stretch: a timed sleep overshoots by more than it lasts
+        return True
+
+    def open_next(handed: collections.deque[tuple[int, Release]]) -> bool:
+        due, release = handed[0]
+        if not wait_until(due):
+            return False
+        handed.popleft()
+        release.open()  # writes the request, if it is built, from this thread (`harness.release`)
+        return True
+
     def pace() -> None:
         _tighten_timer_slack()
+        start = clock.started_ns + ahead_ns
+        handed: collections.deque[tuple[int, Release]] = collections.deque()  # (due, release), in due order
         try:
             for seq, (offset, warm) in enumerate(offsets(step)):
-                due = clock.started_ns + round(offset * 1e9)
-                while (remaining := due - time.perf_counter_ns()) > _SPIN_NS:
-                    if stop.wait((remaining - _SPIN_NS) / 1e9):
+                due = start + round(offset * 1e9)
+                while handed and handed[0][0] < due - ahead_ns:  # releases due before this hand-over
+                    if not open_next(handed):
                         return
-                while time.perf_counter_ns() < due:
-                    time.sleep(0)  # the last stretch: a timed sleep overshoots by more than it lasts
-                loop.call_soon_threadsafe(dispatch, seq, due, warm)
+                if not wait_until(due - ahead_ns):
+                    return
+                release = Release()
+                loop.call_soon_threadsafe(dispatch, seq, due, warm, release)
+                handed.append((due, release))
+            while handed:
+                if not open_next(handed):
+                    return
         finally:
+            for _, release in handed:  # stopped early: nothing handed over is left waiting
+                release.open()
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 loop.call_soon_threadsafe(finished)
 
@@ -284,7 +325,7 @@ async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
                 if not first_measured:
                     first_measured.append(now)
             clock.dispatch_end_ns = now
-            await fire(seq, now, warm)
+            await fire(seq, now, warm, None)
 
     await asyncio.gather(*(user() for _ in range(step.concurrency)))
     if first_measured:

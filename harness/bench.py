@@ -99,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per step, not measured")
     load.add_argument("--warmup-requests", type=int, default=0, help="warm-up requests per step, not measured")
     load.add_argument("--seed", type=int, default=0)
+    load.add_argument(
+        "--send-ahead-ms",
+        type=float,
+        default=5.0,
+        help="open loop: build each request this long before it is due and write it when due (0: build when due)",
+    )
 
     behaviour = parser.add_argument_group("requests")
     behaviour.add_argument("--on-429", choices=["fail", "retry"], default="fail")
@@ -175,6 +181,7 @@ def _plans(args: argparse.Namespace) -> list[StepPlan]:
         duration_s=duration,
         requests=args.requests,
         seed=args.seed,
+        send_ahead_s=args.send_ahead_ms / 1000,
     )
     if args.sweep_concurrency:
         return sweep(template, concurrencies=args.sweep_concurrency)

@@ -6,9 +6,12 @@ headers on, whether or not that task has started reading — so the time spent p
 responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
 completes. Once the task has the response's headers, the reads of its body are parsed as they come, once the loop
 has read (and timed) every socket that was ready: the task sleeps until the body ends instead of waking per chunk.
-The moment a request is sent is taken the same way, when aiohttp hands its body to the socket — not when the
+The moment a request is sent is taken the same way, when its bytes are handed to the socket — not when the
 coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body from a
-task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. When the connection is
+task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. A request handed over
+ahead of its scheduled time comes with a `Release`: aiohttp builds it at once, its bytes wait on the connection
+(`_HeldTransport`) and go out in one write when the release opens, so building one request never holds up the
+send of another due just after it. When the connection is
 not one of ours (another aiohttp), or has moved on to its next response before the task looked at this one, the
 time the read is handed to the task is used instead.
 
@@ -19,13 +22,15 @@ data: every outcome, including exceptions from aiohttp, ends up as the record's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
+import os
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Literal, cast
 
 import aiohttp
@@ -33,10 +38,12 @@ import fastjsonschema
 import orjson
 import yarl
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.connector import Connection
 from multidict import CIMultiDict
 
 import schemas
 from harness.records import Record
+from harness.release import Release
 from harness.sse import SSEError, SSEParser
 from harness.stream import StreamState, refused
 from harness.stream import retry_after_s as retry_after_s  # part of this module's interface before the move
@@ -98,6 +105,95 @@ class _Parses:
         pending, self._pending = self._pending, []
         for handler, data, at in pending:
             handler.parse(data, at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """The request that the current task is about to write: its record, and when it may leave (None: at once)."""
+
+    record: Record
+    release: Release | None
+    origin_ns: int
+
+
+_OUTGOING: contextvars.ContextVar[_Outgoing | None] = contextvars.ContextVar("harness_outgoing", default=None)
+
+
+class _HeldTransport:
+    """A connection's transport while a request is written on it: stamps the send, and holds it for its release.
+
+    The request's bytes (aiohttp writes them in one go, headers with the body) go to the socket at once when there
+    is no release or it is open already; otherwise they are left with the release, which writes them from the
+    pacer's thread when the request is due, and the loop then gives the connection its own transport back. A
+    write that comes after the held one waits for that. Anything else is the real transport's; closing the
+    connection first drops whatever is still held.
+    """
+
+    __slots__ = ("_data", "_later", "_outgoing", "_protocol", "real")
+
+    def __init__(self, protocol: _TimedHandler, real: asyncio.Transport, outgoing: _Outgoing) -> None:
+        self._protocol = protocol
+        self.real = real
+        self._outgoing = outgoing
+        self._data: bytes | None = None  # left with the release
+        self._later: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._data is not None:
+            self._later.append(bytes(data))
+            return
+        release = self._outgoing.release
+        if release is not None and not release.is_open:
+            fd = os.dup(self.real.get_extra_info("socket").fileno())
+            held = bytes(data)
+            if release.hold(fd, held, self._sent):
+                self._data = held
+                return
+            os.close(fd)
+        if not self._restore():
+            raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+        self._stamp(time.perf_counter_ns())
+        self.real.write(data)
+
+    def writelines(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(chunks))
+
+    def close(self) -> None:
+        self.drop()
+        self.real.close()
+
+    def abort(self) -> None:
+        self.drop()
+        self.real.abort()
+
+    def drop(self) -> None:
+        if self._data is not None and (release := self._outgoing.release) is not None:
+            release.cancel()
+
+    def _sent(self, at_ns: int, written: int) -> None:
+        """On the pacer's thread: the held bytes went (`written` of them) at `at_ns`."""
+        self._stamp(at_ns)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            self._protocol.loop.call_soon_threadsafe(self._finish, written)
+
+    def _finish(self, written: int) -> None:
+        assert self._data is not None
+        rest = [self._data[max(written, 0) :], *self._later] if written < len(self._data) else self._later
+        if self._restore() and rest:
+            self.real.write(b"".join(rest))
+
+    def _stamp(self, at_ns: int) -> None:
+        self._outgoing.record.sent_ns = at_ns - self._outgoing.origin_ns
+
+    def _restore(self) -> bool:
+        """Give the connection its own transport back; False if it is closing or was given another meanwhile."""
+        if self._protocol.transport is not cast(object, self) or self.real.is_closing():
+            return False
+        self._protocol.transport = self.real
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
 
 class _TimedHandler(ResponseHandler):
@@ -170,6 +266,22 @@ class _TimedHandler(ResponseHandler):
             self.parse(data, time.perf_counter_ns())
         self._feed = None
 
+    def hold(self, outgoing: _Outgoing) -> None:
+        """The next request written on this connection waits for `outgoing.release` and stamps its send."""
+        self.unhold()
+        if self.transport is not None:
+            self.transport = cast("asyncio.Transport", _HeldTransport(self, self.transport, outgoing))
+
+    def unhold(self) -> None:
+        """Give the connection its own transport back, dropping whatever a request that failed left held."""
+        if isinstance(held := self.transport, _HeldTransport):
+            held.drop()
+            self.transport = held.real
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
     def _buffered(self) -> bytes:
         """The body bytes aiohttp's reader holds, taken out of it; none once the reader has failed."""
         reader = self.reader
@@ -202,6 +314,22 @@ class _TimedConnector(aiohttp.TCPConnector):
         self._factory = cast(
             "functools.partial[ResponseHandler]", functools.partial(_TimedHandler, loop=self._loop, parses=parses)
         )
+
+
+class _HeldRequest(aiohttp.ClientRequest):
+    """aiohttp's request, written through `_HeldTransport` on the connection it is given (one of ours)."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        outgoing = _OUTGOING.get()
+        protocol = conn.protocol
+        if outgoing is None or not isinstance(protocol, _TimedHandler):
+            return await super().send(conn)
+        protocol.hold(outgoing)
+        try:
+            return await super().send(conn)
+        except BaseException:
+            protocol.unhold()
+            raise
 
 
 def request_body(
@@ -274,27 +402,9 @@ class Client:
             read_bufsize=self.config.read_bufsize,
             raise_for_status=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # an API client keeps no cookies; filtering them costs per request
-            trace_configs=[self._sent_tracing()],
+            request_class=_HeldRequest,  # stamps `sent_ns` at the write (no trace hooks: they cost per request)
         )
         return self
-
-    def _sent_tracing(self) -> aiohttp.TraceConfig:
-        """Sets a request's `sent_ns` when aiohttp hands its body to the socket (headers go out with it, or before).
-
-        aiohttp calls this just before the write, with nothing to wait for in between; the record to stamp is the
-        request's `trace_request_ctx`.
-        """
-
-        async def on_request_chunk_sent(
-            session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
-        ) -> None:
-            record = context.trace_request_ctx
-            if isinstance(record, Record):
-                record.sent_ns = time.perf_counter_ns() - self.origin_ns
-
-        config = aiohttp.TraceConfig()
-        config.on_request_chunk_sent.append(on_request_chunk_sent)
-        return config
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
@@ -311,8 +421,11 @@ class Client:
         """Requests are spread over the keys in turn."""
         return index % len(self.keys)
 
-    async def send(self, body: bytes, record: Record) -> Record:
-        """Send one request (retrying 429s when configured) and complete its record."""
+    async def send(self, body: bytes, record: Record, release: Release | None = None) -> Record:
+        """Send one request (retrying 429s when configured) and complete its record.
+
+        With a `release`, the request is built now and written when the release opens; retries go at once.
+        """
         key = self.key_for(record.index)
         record.key = self.keys[key].name
         headers = self._headers[key]
@@ -320,7 +433,7 @@ class Client:
         try:
             while True:
                 record.attempts += 1
-                await self._attempt(body, headers, record)
+                await self._attempt(body, headers, record, release if record.attempts == 1 else None)
                 if first_sent is None:
                     first_sent = record.sent_ns
                 if record.status != 429 or self.config.on_429 == "fail" or record.attempts > self.config.max_retries:
@@ -338,17 +451,16 @@ class Client:
                 record.throttled_ns = record.sent_ns - first_sent
         return record
 
-    async def _attempt(self, body: bytes, headers: Mapping[str, str], record: Record) -> None:
+    async def _attempt(self, body: bytes, headers: Mapping[str, str], record: Record, release: Release | None) -> None:
         origin = self.origin_ns
         attempted = time.perf_counter_ns() - origin
         if record.dispatched_ns is None:
             record.dispatched_ns = attempted
-        record.sent_ns = attempted  # until the body's write says when the request really left (`_sent_tracing`)
+        record.sent_ns = attempted  # until the write says when the request really left (`_HeldTransport`)
+        outgoing = _OUTGOING.set(_Outgoing(record, release, origin))
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                async with self.session.post(
-                    self._url, data=body, headers=headers, trace_request_ctx=record
-                ) as response:
+                async with self.session.post(self._url, data=body, headers=headers) as response:
                     record.status = response.status
                     record.request_id = response.headers.get("x-request-id")
                     timed = _TimedHandler.of(response)
@@ -368,6 +480,8 @@ class Client:
             record.fail("disconnect", f"{type(exc).__name__}: {exc}")
         except aiohttp.ClientError as exc:
             record.fail("client_error", f"{type(exc).__name__}: {exc}")
+        finally:
+            _OUTGOING.reset(outgoing)
         if record.end_ns is None:
             record.end_ns = time.perf_counter_ns() - origin
 

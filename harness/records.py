@@ -47,8 +47,8 @@ class Record:
     `chunk_ns` lists the arrival of every chunk that carried content and `chunk_tokens` how many tokens each
     carried (one each unless `usage` says otherwise, see `apportion`). `attempts` counts sends including
     retries after 429; `throttled_ns` is the time lost to those retries, from the first send to the last.
-    `dispatched_ns` is when the client took the request up and began building it; `sent_ns` is when its last
-    bytes were handed to the socket, where TTFT and E2E start (the client's own work lies between the two).
+    `dispatched_ns` is when the client took the request up and began building it (in an open loop, ahead of its
+    scheduled time); `sent_ns` is when its bytes were handed to the socket, where TTFT and E2E start.
     """
 
     type: Literal["request"] = "request"

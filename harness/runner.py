@@ -15,6 +15,7 @@ from harness.client import Client, request_body
 from harness.progress import Progress
 from harness.prompts import Calibration, PromptItem, calibration_prompts, exact_length_body, fit_calibration
 from harness.records import Record, RecordWriter, RunInfo, StepInfo
+from harness.release import Release
 from harness.validity import CpuMeter, LoopMonitor
 from schemas import ChatFamily
 
@@ -96,7 +97,7 @@ class Runner:
         self._monitor.take()
         self._cpu.take()
 
-        async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+        async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
             index = self._next_index
             self._next_index += 1
             prompt = self.prompts[index % len(self.prompts)]
@@ -112,7 +113,7 @@ class Runner:
             )
             self.progress.sent()
             try:
-                await self.client.send(prompt.body, record)
+                await self.client.send(prompt.body, record, release)
             finally:
                 self.records.append(record)
                 self.writer.write(record)

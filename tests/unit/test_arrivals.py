@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
+import os
+import socket
 import statistics
+import time
 
 import pytest
 
 from harness.arrivals import StepPlan, offsets, run_step, sweep
+from harness.release import Release
 
 
 def gaps(step: StepPlan) -> list[float]:
@@ -126,12 +131,14 @@ def test_invalid_steps_are_refused() -> None:
         StepPlan(0, "concurrency", requests=1)
     with pytest.raises(ValueError, match="burstiness"):
         StepPlan(0, "rate", rate=1.0, requests=1, arrival="gamma", burstiness=0)
+    with pytest.raises(ValueError, match="send-ahead"):
+        StepPlan(0, "rate", rate=1.0, requests=1, send_ahead_s=-0.001)
 
 
 async def test_the_open_loop_sends_every_request_at_its_scheduled_time() -> None:
     fired: list[tuple[int, int, bool]] = []
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
         fired.append((seq, scheduled_ns, warm))
 
     step = rate_step(arrival="constant", rate=2000.0, requests=40, warmup_requests=2)
@@ -139,9 +146,83 @@ async def test_the_open_loop_sends_every_request_at_its_scheduled_time() -> None
     assert [s for s, _, _ in fired] == list(range(42))
     # Scheduled times come from the schedule, never from when the loop got round to them.
     assert {b - a for (_, a, _), (_, b, _) in itertools.pairwise(fired)} == {500_000}
-    assert fired[0][1] == clock.started_ns
+    assert fired[0][1] == clock.started_ns + round(step.send_ahead_s * 1e9)  # handed over that much ahead
     assert clock.measure_start_ns == fired[2][1]
     assert clock.ended_ns >= clock.dispatch_end_ns >= clock.started_ns
+
+
+async def test_each_request_is_handed_over_ahead_and_written_by_its_release_when_it_is_due() -> None:
+    handed: dict[int, tuple[int, int]] = {}
+    written: dict[int, int] = {}
+    ours, theirs = socket.socketpair()
+
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+        handed[seq] = (time.perf_counter_ns(), scheduled_ns)
+        assert release is not None
+        data, fd = b"%d;" % seq, os.dup(ours.fileno())
+        if not release.hold(fd, data, lambda at_ns, n: written.__setitem__(seq, at_ns)):
+            os.close(fd)
+            written[seq] = time.perf_counter_ns()  # already due when it was handed over: write it now
+            ours.sendall(data)
+
+    step = rate_step(rate=500.0, requests=30, send_ahead_s=0.02)
+    try:
+        await run_step(step, fire)
+        ours.close()  # the releases closed their duplicates: the stream ends here
+        received = b"".join(iter(functools.partial(theirs.recv, 4096), b""))
+    finally:
+        ours.close()
+        theirs.close()
+    # Every request went out, once, in the order it was due, from the pacer's thread.
+    assert received.split(b";")[:-1] == [b"%d" % i for i in range(30)]
+    assert sorted(handed) == sorted(written) == list(range(30))
+    for seq, (taken_ns, due_ns) in handed.items():
+        # Never handed over sooner than 20 ms ahead, nor written before it is due.
+        assert taken_ns >= due_ns - 20_000_000
+        assert written[seq] >= due_ns
+
+
+def test_a_release_writes_what_it_holds_once_and_a_cancelled_one_writes_nothing() -> None:
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    sent: list[tuple[int, int]] = []
+    try:
+        release = Release()
+        assert release.hold(os.dup(ours.fileno()), b"abc", lambda at_ns, n: sent.append((at_ns, n)))
+        with pytest.raises(BlockingIOError):  # nothing is written before it opens
+            theirs.recv(16)
+        before = time.perf_counter_ns()
+        release.open()
+        release.open()
+        assert theirs.recv(16) == b"abc"
+        assert len(sent) == 1 and sent[0][0] >= before and sent[0][1] == 3
+        late = os.dup(ours.fileno())
+        assert release.is_open and not release.hold(late, b"late", lambda at_ns, n: None)
+        os.close(late)  # refused: still the caller's
+
+        cancelled = Release()
+        fd = os.dup(ours.fileno())
+        assert cancelled.hold(fd, b"never", lambda at_ns, n: sent.append((at_ns, n)))
+        cancelled.cancel()
+        cancelled.open()
+        with pytest.raises(BlockingIOError):
+            theirs.recv(16)
+        assert len(sent) == 1
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            os.fstat(fd)  # the release closed its duplicate
+    finally:
+        ours.close()
+        theirs.close()
+
+
+async def test_a_closed_loop_request_has_no_release_to_wait_for() -> None:
+    releases: list[Release | None] = []
+
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+        releases.append(release)
+
+    await run_step(StepPlan(0, "concurrency", concurrency=2, requests=4), fire)
+    assert releases == [None] * 4
 
 
 async def test_a_concurrency_cap_holds_requests_without_moving_their_schedule() -> None:
@@ -149,7 +230,7 @@ async def test_a_concurrency_cap_holds_requests_without_moving_their_schedule() 
     peak = 0
     scheduled: list[int] = []
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
@@ -168,7 +249,7 @@ async def test_the_closed_loop_keeps_exactly_n_users_busy_until_the_count() -> N
     peak = 0
     seqs: list[int] = []
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)

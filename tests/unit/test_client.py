@@ -24,6 +24,7 @@ from harness.client import (
     retry_after_s,
 )
 from harness.records import Record
+from harness.release import Release
 from harness.sse import SSEParser
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
@@ -120,6 +121,84 @@ async def test_sent_is_when_the_request_was_written_not_when_the_client_took_it_
     assert record.dispatched_ns is not None and record.sent_ns is not None and record.headers_ns is not None
     assert record.dispatched_ns >= 0 and record.sent_ns - record.dispatched_ns >= 100_000_000
     assert record.sent_ns <= record.headers_ns <= done
+
+
+class WatchedRelease(Release):
+    """A release that says when the client has left a request's bytes with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = asyncio.Event()
+
+    def hold(self, fd: int, data: bytes, sent: Callable[[int, int], None]) -> bool:
+        taken = super().hold(fd, data, sent)
+        self.held.set()
+        return taken
+
+
+async def test_a_request_with_a_release_is_built_at_once_and_written_when_the_release_opens() -> None:
+    bodies: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        bodies.append(await request.read())
+        return await stream(request, GOOD)
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            release = WatchedRelease()
+            body = request_body(cfg, None, "hi", 3)
+            sending = asyncio.create_task(client.send(body, Record(index=0), release))
+            await asyncio.wait_for(release.held.wait(), 10)
+            await asyncio.sleep(0.05)
+            assert bodies == [] and not sending.done()  # built, connected, and not sent
+            opened_ns = time.perf_counter_ns()
+            await asyncio.to_thread(release.open)  # as the pacer does, from its own thread
+            record = await asyncio.wait_for(sending, 10)
+            # The connection has its own transport back: the next request on it goes at once.
+            again = await client.send(body, Record(index=1))
+    assert record.error_kind is None and again.error_kind is None, (record.error_detail, again.error_detail)
+    assert bodies == [body, body]
+    assert record.sent_ns is not None and record.dispatched_ns is not None and record.headers_ns is not None
+    assert record.dispatched_ns < opened_ns <= record.sent_ns <= record.headers_ns
+    assert record.finish_reason == "stop" and len(record.chunk_ns) == 3
+
+
+async def test_a_request_whose_release_opened_before_it_was_built_goes_at_once() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, GOOD)
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            release = WatchedRelease()
+            release.open()
+            record = await asyncio.wait_for(client.send(request_body(cfg, None, "hi", 3), Record(), release), 10)
+    assert not release.held.is_set()  # written by the client itself, never left with the release
+    assert record.error_kind is None and record.finish_reason == "stop", record.error_detail
+    assert record.sent_ns is not None and record.dispatched_ns is not None
+    assert record.dispatched_ns <= record.sent_ns
+
+
+async def test_a_request_that_times_out_while_held_is_never_written() -> None:
+    bodies: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        bodies.append(await request.read())
+        return await stream(request, GOOD)
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL, request_timeout_s=0.2)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            release = WatchedRelease()
+            body = request_body(cfg, None, "hi", 3)
+            record = await asyncio.wait_for(client.send(body, Record(index=0), release), 10)
+            release.open()  # too late: the held bytes were dropped with their connection
+            again = await client.send(body, Record(index=1))
+            await asyncio.sleep(0.05)
+    assert release.held.is_set() and record.error_kind == "timeout"
+    assert again.error_kind is None, again.error_detail
+    assert bodies == [body]  # only the second request ever reached the server
 
 
 def http_chunk(data: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""Metrics of retried (throttled) requests: 429s counted per response, dispatch delay to the first take-up."""
+"""Metrics of retried (throttled) requests: 429s counted per response, dispatch delay to the first send."""
 
 from __future__ import annotations
 
@@ -51,9 +51,12 @@ def test_the_timeline_spreads_retried_429s_over_the_throttled_time() -> None:
     assert frame["responses_429_per_s"].tolist()[:3] == [3.0, 2.0, 0.0]
 
 
-def test_dispatch_delay_ends_when_the_client_took_the_request_up_not_at_the_write() -> None:
+def test_dispatch_delay_ends_at_the_first_write_not_when_the_client_took_the_request_up() -> None:
     run = run_file()
-    first = run.requests[0]
-    first.dispatched_ns, first.sent_ns = 13 * MS, 2015 * MS  # taken up 3 ms late; written 5 ms after its last retry
+    first, second = run.requests[0], run.requests[1]
+    # Taken up 5 ms ahead (an open loop builds requests early) and first written 1 ms late.
+    first.dispatched_ns, first.sent_ns = 5 * MS, 2011 * MS
+    # Taken up 3 ms late and first written 4 ms late.
+    second.dispatched_ns, second.sent_ns = 3 * MS, 1004 * MS
     delay = metrics.summarize(run)["steps"][0]["latency_ms"]["dispatch_delay"]
-    assert (delay["min"], delay["max"]) == (0.0, 3.0)
+    assert (delay["min"], delay["max"]) == (1.0, 4.0)

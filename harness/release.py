@@ -1,0 +1,71 @@
+"""When a request handed over ahead of its scheduled time goes out: written by the load's pacer at its due time.
+
+An open loop hands each request to the client a little before it is due (`StepPlan.send_ahead_s`); the client
+builds it — connection, headers, body — and leaves its bytes here with a duplicate of the connection's socket
+(`hold`). At the due time the pacer thread `open`s the release and writes them itself, so a busy event loop does
+not delay the send: a callback that is running then would otherwise run to its end first, and the requests whose
+responses are being handled at that moment are the ones sent just before. The write needs the GIL, which the
+loop's thread gives up within the interpreter's switch interval.
+
+Writing from another thread is safe here: the socket is a duplicate that this release owns until it is written
+or cancelled (so a connection the loop closes meanwhile cannot hand its descriptor to another), nothing else
+writes on a connection that carries one request at a time, and the loop only reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+Sent = Callable[[int, int], None]
+"""Told, on the pacer's thread, when the held bytes were written (perf_counter_ns) and how many went (-1: none)."""
+
+
+class Release:
+    __slots__ = ("_held", "_lock", "_open")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = False
+        self._held: tuple[int, bytes, Sent] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def hold(self, fd: int, data: bytes, sent: Sent) -> bool:
+        """Leave `data` to be written to `fd` when the release opens; the release owns `fd` from now on.
+
+        False (and `fd` is still the caller's) when the release is open already: the caller writes it itself.
+        """
+        with self._lock:
+            if self._open:
+                return False
+            self._held = (fd, data, sent)
+            return True
+
+    def cancel(self) -> None:
+        """Drop held bytes that were not written yet (their connection is going away)."""
+        with self._lock:
+            held, self._held = self._held, None
+        if held is not None:
+            os.close(held[0])
+
+    def open(self) -> None:
+        """The request is due: write what is held, now, on the calling thread. Opening twice is a no-op."""
+        with self._lock:
+            self._open = True
+            held, self._held = self._held, None
+            if held is None:
+                return
+            fd, data, sent = held
+            at_ns = time.perf_counter_ns()
+            try:
+                written = os.write(fd, data)
+            except OSError:  # the peer went away: the loop sees it on the connection
+                written = -1
+            finally:
+                os.close(fd)
+        sent(at_ns, written)
