@@ -297,9 +297,11 @@ def _guidellm_measured(benchmark: dict[str, Any], clock: WallClock) -> tuple[lis
         for request in groups.get(status) or []:
             timings = request["info"]["timings"]
             sent = clock.to_mono_ns(timings["request_start"] or timings["resolve_start"])
-            # GuideLLM 0.8.1 left `targeted_start` at 0 for a few requests of a 5000-request Poisson run: no schedule.
+            # GuideLLM 0.8.1 left `targeted_start` at 0 (or, once, at a time outside the run) for a few requests of
+            # a 5000-request Poisson run: those have no schedule.
             target = timings.get("targeted_start")
-            scheduled.append(clock.to_mono_ns(target) if target else None)
+            due = clock.to_mono_ns(target) if target else None
+            scheduled.append(due if due is not None and clock.mono0_ns <= due <= clock.mono1_ns else None)
             first, last = timings.get("first_token_iteration"), timings.get("last_token_iteration")
             if status != "successful" or first is None or last is None:
                 measured.append(Measured(request.get("response_id"), sent, None, [], ok=False))

@@ -18,7 +18,8 @@ drops one; a request sent late keeps its scheduled time in its record, so the de
 (no coordinated omission). With a concurrency cap, waiting for a free slot is part of that delay.
 
 An open loop hands each request over `send_ahead_s` before it is due, with a `Release` that it opens at the due
-time: the client builds the request in the meantime and holds its bytes until then (`harness.release`).
+time: the client builds the request in the meantime and leaves its bytes with the release, and the pacing thread
+writes them when it opens it (`harness.release`). With a concurrency cap, a request takes its slot when handed over.
 """
 
 from __future__ import annotations

@@ -286,6 +286,7 @@ def _run_config(args: argparse.Namespace, plans: Sequence[StepPlan], calibration
             },
         },
         "uvloop": args.uvloop,
+        "send_ahead_ms": args.send_ahead_ms,
     }
 
 

@@ -112,3 +112,6 @@ def test_an_open_loop_ramp_in_completion_mode_over_two_keys_with_retries(
     run = read_run(path)
     assert {r.endpoint for r in run.requests} == {"completion"}
     assert run.run.target["endpoint"] == "completion"
+    # Built ahead, and written by the pacer no sooner than due.
+    assert run.run.config["send_ahead_ms"] == 5.0
+    assert all(r.sent_ns is not None and r.sent_ns >= r.scheduled_ns for r in run.requests)
