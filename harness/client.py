@@ -146,7 +146,7 @@ class _HeldTransport:
         if release is not None and not release.is_open:
             fd = os.dup(self.real.get_extra_info("socket").fileno())
             held = bytes(data)
-            if release.hold(fd, held, self._sent):
+            if release.hold(fd, held, self._stamp, self._written):
                 self._data = held
                 return
             os.close(fd)
@@ -170,9 +170,8 @@ class _HeldTransport:
         if self._data is not None and (release := self._outgoing.release) is not None:
             release.cancel()
 
-    def _sent(self, at_ns: int, written: int) -> None:
-        """On the pacer's thread: the held bytes went (`written` of them) at `at_ns`."""
-        self._stamp(at_ns)
+    def _written(self, written: int) -> None:
+        """On the pacer's thread: `written` of the held bytes went (-1: none)."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
             self._protocol.loop.call_soon_threadsafe(self._finish, written)
 
@@ -183,6 +182,7 @@ class _HeldTransport:
             self.real.write(b"".join(rest))
 
     def _stamp(self, at_ns: int) -> None:
+        """The request's bytes go to the socket now (`at_ns`); on the pacer's thread when it writes them."""
         self._outgoing.record.sent_ns = at_ns - self._outgoing.origin_ns
 
     def _restore(self) -> bool:

@@ -19,8 +19,11 @@ import threading
 import time
 from collections.abc import Callable
 
-Sent = Callable[[int, int], None]
-"""Told, on the pacer's thread, when the held bytes were written (perf_counter_ns) and how many went (-1: none)."""
+Stamp = Callable[[int], None]
+"""Told, on the pacer's thread, when the held bytes are written (perf_counter_ns), just before the write: the
+response may come back and be handled before this thread runs again."""
+Written = Callable[[int], None]
+"""Told, on the pacer's thread, how many of the held bytes went (-1: none, the connection failed)."""
 
 
 class Release:
@@ -29,13 +32,13 @@ class Release:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open = False
-        self._held: tuple[int, bytes, Sent] | None = None
+        self._held: tuple[int, bytes, Stamp, Written] | None = None
 
     @property
     def is_open(self) -> bool:
         return self._open
 
-    def hold(self, fd: int, data: bytes, sent: Sent) -> bool:
+    def hold(self, fd: int, data: bytes, stamp: Stamp, written: Written) -> bool:
         """Leave `data` to be written to `fd` when the release opens; the release owns `fd` from now on.
 
         False (and `fd` is still the caller's) when the release is open already: the caller writes it itself.
@@ -43,7 +46,7 @@ class Release:
         with self._lock:
             if self._open:
                 return False
-            self._held = (fd, data, sent)
+            self._held = (fd, data, stamp, written)
             return True
 
     def cancel(self) -> None:
@@ -60,12 +63,12 @@ class Release:
             held, self._held = self._held, None
             if held is None:
                 return
-            fd, data, sent = held
-            at_ns = time.perf_counter_ns()
+            fd, data, stamp, written = held
+            stamp(time.perf_counter_ns())
             try:
-                written = os.write(fd, data)
+                count = os.write(fd, data)
             except OSError:  # the peer went away: the loop sees it on the connection
-                written = -1
+                count = -1
             finally:
                 os.close(fd)
-        sent(at_ns, written)
+        written(count)

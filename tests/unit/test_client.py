@@ -130,8 +130,8 @@ class WatchedRelease(Release):
         super().__init__()
         self.held = asyncio.Event()
 
-    def hold(self, fd: int, data: bytes, sent: Callable[[int, int], None]) -> bool:
-        taken = super().hold(fd, data, sent)
+    def hold(self, fd: int, data: bytes, stamp: Callable[[int], None], written: Callable[[int], None]) -> bool:
+        taken = super().hold(fd, data, stamp, written)
         self.held.set()
         return taken
 
