@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from unittest import mock
@@ -18,6 +20,7 @@ from harness.client import (
     Client,
     ClientConfig,
     _followed,
+    _Outgoing,
     _Parses,
     _TimedHandler,
     request_body,
@@ -199,6 +202,31 @@ async def test_a_request_that_times_out_while_held_is_never_written() -> None:
     assert release.held.is_set() and record.error_kind == "timeout"
     assert again.error_kind is None, again.error_detail
     assert bodies == [body]  # only the second request ever reached the server
+
+
+@pytest.mark.parametrize(("went", "rest"), [(6, b"gh"), (2, b"cdefgh"), (-1, b"abcdefgh")])
+async def test_what_the_pacer_could_not_write_goes_after_it_in_order(went: int, rest: bytes) -> None:
+    ours, theirs = socket.socketpair()
+    transport = mock.Mock(spec=asyncio.Transport)
+    transport.is_closing.return_value = False
+    transport.get_extra_info.return_value = ours
+    handler = _TimedHandler(asyncio.get_running_loop())
+    handler.connection_made(transport)
+    record, release = Record(), Release()
+    try:
+        handler.hold(_Outgoing(record, release, 0))
+        handler.transport.write(b"abcdef")  # held with the release
+        handler.transport.write(b"gh")  # after it: waits for the held bytes
+        transport.write.assert_not_called()
+        # The pacer's write: all of it, some of it, or none (the connection failed).
+        with mock.patch("harness.release.os.write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)):
+            await asyncio.to_thread(release.open)
+        await asyncio.sleep(0)  # the loop's side of it
+        assert handler.transport is transport and record.sent_ns is not None
+        assert transport.write.call_args_list == ([mock.call(rest)] if rest else [])
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def http_chunk(data: bytes) -> bytes:
