@@ -203,7 +203,8 @@ class _TimedHandler(ResponseHandler):
     parsed), `headers_ns` when those headers were read, and `arrivals` holds (read time, body bytes so far) for
     every read that brought body bytes — noted from the first read, whether or not a task reads the response yet.
     Once a task `follow`s the response, each read is taken out of aiohttp's buffer as it is read and queued, with
-    its time, on the session's `_Parses`, which hands it to the task's parser without waking the task.
+    its time, on the session's `_Parses`, which hands it to the task's parser without waking the task. While a
+    request is being written, the connection's transport is a `_HeldTransport` (`hold`).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, parses: _Parses | None = None) -> None:
