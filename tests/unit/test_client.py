@@ -139,14 +139,19 @@ class WatchedRelease(Release):
         return taken
 
 
-async def test_a_request_with_a_release_is_built_at_once_and_written_when_the_release_opens() -> None:
-    bodies: list[bytes] = []
+def answering_and_keeping(bodies: list[bytes]) -> Handler:
+    """A handler that streams a good answer and keeps each request body it read."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         bodies.append(await request.read())
         return await stream(request, GOOD)
 
-    async for base_url in serve(handler):
+    return handler
+
+
+async def test_a_request_with_a_release_is_built_at_once_and_written_when_the_release_opens() -> None:
+    bodies: list[bytes] = []
+    async for base_url in serve(answering_and_keeping(bodies)):
         cfg = ClientConfig(base_url=base_url, model=MODEL)
         async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
             release = WatchedRelease()
@@ -168,10 +173,7 @@ async def test_a_request_with_a_release_is_built_at_once_and_written_when_the_re
 
 
 async def test_a_request_whose_release_opened_before_it_was_built_goes_at_once() -> None:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await stream(request, GOOD)
-
-    async for base_url in serve(handler):
+    async for base_url in serve(answering_and_keeping([])):
         cfg = ClientConfig(base_url=base_url, model=MODEL)
         async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
             release = WatchedRelease()
@@ -185,12 +187,7 @@ async def test_a_request_whose_release_opened_before_it_was_built_goes_at_once()
 
 async def test_a_request_that_times_out_while_held_is_never_written() -> None:
     bodies: list[bytes] = []
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        bodies.append(await request.read())
-        return await stream(request, GOOD)
-
-    async for base_url in serve(handler):
+    async for base_url in serve(answering_and_keeping(bodies)):
         cfg = ClientConfig(base_url=base_url, model=MODEL, request_timeout_s=0.2)
         async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
             release = WatchedRelease()
