@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+from pathlib import Path
+
+import pytest
 
 from harness import bench, metrics, validity
 from harness.bench import add_arguments, format_table
+from harness.cli import main
 
 from .test_metrics import run_file
 
@@ -53,3 +57,15 @@ def test_freeze_heap_leaves_start_up_objects_out_of_later_collections() -> None:
         assert gc.get_freeze_count() > 10_000  # the imports' objects: pandas and aiohttp alone bring tens of thousands
     finally:
         gc.unfreeze()
+
+
+def test_send_ahead_reaches_the_steps_and_a_negative_one_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (rate,) = bench._plans(parse("--rate", "5", "--send-ahead-ms", "20"))
+    assert rate.send_ahead_s == 0.02
+    argv = ["bench", "--base-url", "http://127.0.0.1:9/v1", "--api-key", "esecret_x", "--model", "m"]
+    code = main([*argv, "--rate", "5", "--requests", "2", "--send-ahead-ms", "-1", "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "send-ahead time cannot be negative" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no run directory, no records
