@@ -9,11 +9,11 @@ has read (and timed) every socket that was ready: the task sleeps until the body
 The moment a request is sent is taken the same way, when its bytes are handed to the socket — not when the
 coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body from a
 task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. A request handed over
-ahead of its scheduled time comes with a `Release`: aiohttp builds it at once, its bytes wait on the connection
-(`_HeldTransport`) and go out in one write when the release opens, so building one request never holds up the
-send of another due just after it. When the connection is
-not one of ours (another aiohttp), or has moved on to its next response before the task looked at this one, the
-time the read is handed to the task is used instead.
+ahead of its scheduled time comes with a `Release`: aiohttp builds it at once, and `_HeldTransport` leaves its
+bytes with the release, which the pacing thread writes when the request is due — so neither building one request
+nor handling another's response holds up a send. When the connection is not one of ours (another aiohttp), or has
+moved on to its next response before the task looked at this one, the time the read is handed to the task is used
+instead.
 
 The client reports what happened to each request in its `Record`; it never computes statistics. Failures are
 data: every outcome, including exceptions from aiohttp, ends up as the record's error kind and detail.
