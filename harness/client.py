@@ -1,11 +1,13 @@
 """The load generator's HTTP client: aiohttp, one session, streaming responses read as they arrive.
 
-Timing: the moment bytes arrive is taken in the connection's `data_received` callback, when the event loop reads
-them from the socket — before the task that parses them is scheduled, and from the read that brings the response's
-headers on, whether or not that task has started reading — so the time spent parsing and validating other
-responses does not leak into this one's timestamps. Each read gets one timestamp, applied to every event it
-completes. Once the task has the response's headers, the reads of its body are parsed as they come, once the loop
-has read (and timed) every socket that was ready: the task sleeps until the body ends instead of waking per chunk.
+Timing: the moment bytes arrive is taken in the connection's `data_received` callback, from the read that brings
+the response's headers on, whether or not the task that parses them has started reading — so the time spent parsing
+and validating other responses does not leak into this one's timestamps. On asyncio's own event loop the time is
+the kernel's, of when the bytes reached the socket (`StampedSocket`), so not even the loop's lag in coming round to
+the socket counts; on uvloop it is read from the clock when the loop reads them. Each read gets one timestamp,
+applied to every event it completes. Once the task has the response's headers, the reads of its body are parsed as
+they come, once the loop has read (and timed) every socket that was ready: the task sleeps until the body ends
+instead of waking per chunk.
 The moment a request is sent is taken the same way, when its bytes are handed to the socket — not when the
 coroutine starts building it — so that aiohttp's own work on a burst of requests (and its writing the body from a
 task of its own, a loop iteration later) counts as the client's, not as the server's TTFT. A request handed over
@@ -42,6 +44,7 @@ from aiohttp.connector import Connection
 from multidict import CIMultiDict
 
 import schemas
+from harness import stamped_socket
 from harness.records import Record
 from harness.release import Release
 from harness.sse import SSEError, SSEParser
@@ -215,9 +218,14 @@ class _TimedHandler(ResponseHandler):
         self._fed = 0
         self._parses = parses if parses is not None else _Parses(loop)
         self._feed: Callable[[bytes, int], None] | None = None
+        self._stamped: stamped_socket.StampedSocket | None = None  # the socket the kernel times reads of
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._stamped = stamped_socket.of(transport)
 
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter_ns()
+        now = self._stamped.arrived_ns if self._stamped is not None else time.perf_counter_ns()
         super().data_received(data)
         if self._feed is not None:  # followed: out of aiohttp's buffer, into the queue, with this read's time
             if body := self._buffered():
@@ -309,7 +317,7 @@ class _TimedHandler(ResponseHandler):
 
 class _TimedConnector(aiohttp.TCPConnector):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(socket_factory=stamped_socket.factory(asyncio.get_running_loop()), **kwargs)
         # aiohttp builds connection protocols from this factory (stable since aiohttp 3.0).
         parses = _Parses(self._loop)
         self._factory = cast(
@@ -465,7 +473,7 @@ class Client:
                     record.status = response.status
                     record.request_id = response.headers.get("x-request-id")
                     timed = _TimedHandler.of(response)
-                    record.headers_ns = (timed.headers_ns if timed else time.perf_counter_ns()) - origin
+                    record.headers_ns = (timed.headers_ns if timed is not None else time.perf_counter_ns()) - origin
                     if response.status != 200:
                         await self._failed(response, record)
                         return

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from unittest import mock
@@ -124,6 +125,49 @@ async def test_sent_is_when_the_request_was_written_not_when_the_client_took_it_
     assert record.dispatched_ns is not None and record.sent_ns is not None and record.headers_ns is not None
     assert record.dispatched_ns >= 0 and record.sent_ns - record.dispatched_ns >= 100_000_000
     assert record.sent_ns <= record.headers_ns <= done
+
+
+def answer_in_a_thread(listener: socket.socket, got: threading.Event, go: threading.Event, written: list[int]) -> None:
+    """A server on its own thread: read one request, say so, wait for `go`, then stream the answer write by write."""
+    conn, _ = listener.accept()
+    with conn:
+        request = b""
+        while not request.endswith(b"}"):  # the JSON body closes the request
+            request += conn.recv(65536)
+        got.set()
+        go.wait(5)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in GOOD:
+            time.sleep(0.002)
+            conn.sendall(http_chunk(part))
+            written.append(time.perf_counter_ns())
+        conn.sendall(b"0\r\n\r\n")
+        conn.recv(1)  # until the client is done with the connection
+
+
+async def test_bytes_that_arrived_while_the_loop_was_busy_are_timed_when_they_arrived() -> None:
+    # The whole answer reaches the socket while the client's loop is held up; on asyncio's loop each read is
+    # timed by the kernel (`StampedSocket`), so no timestamp is the end of the hold-up or later.
+    got, go, written = threading.Event(), threading.Event(), list[int]()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        server = threading.Thread(target=answer_in_a_thread, args=(listener, got, go, written))
+        server.start()
+        cfg = ClientConfig(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1", model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=1, origin_ns=0) as client:
+            sent = asyncio.create_task(client.send(request_body(cfg, None, "hi", 3), Record(index=0)))
+            while not got.is_set():
+                await asyncio.sleep(0.001)
+            go.set()
+            while len(written) < len(GOOD):  # the loop is held up until the server has written everything ...
+                time.sleep(0.001)  # noqa: ASYNC251 (holding the loop up is the point)
+            time.sleep(0.02)  # noqa: ASYNC251 ... and for a while after
+            held_until = time.perf_counter_ns()
+            record = await sent
+        server.join(5)
+    assert record.error_kind is None, record.error_detail
+    assert record.headers_ns is not None and len(record.chunk_ns) == 3
+    # The kernel times a segment as it takes it in, which on loopback can be just after the sender's write returned.
+    assert record.headers_ns <= record.chunk_ns[0] <= record.chunk_ns[-1] <= written[-1] + 1_000_000 < held_until
 
 
 class WatchedRelease(Release):

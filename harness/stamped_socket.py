@@ -1,0 +1,83 @@
+"""Sockets whose reads carry the kernel's receive time, so no event-loop lag can delay an arrival timestamp.
+
+asyncio's selector event loop reads a connection by calling its socket object's `recv`, then hands the bytes to the
+protocol's `data_received` at once. A `StampedSocket` answers that call with `recvmsg` and `SO_TIMESTAMPNS`: the
+kernel says when the last segment of the read reached the socket (on loopback, during the sender's write), and the
+socket keeps it as `arrived_ns` on `time.perf_counter_ns()`'s clock. The protocol takes that time instead of reading
+the clock itself, which would add however long the bytes waited for a busy loop to come round to them.
+
+uvloop reads its sockets in C and never calls `recv`: a connection on uvloop has no stamped socket (`of` says None)
+and its protocol reads the clock as before. Linux only (`SO_TIMESTAMPNS`); elsewhere `factory` returns None and
+aiohttp makes its own sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: SCM_TIMESTAMPNS is the same number
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_NS = 1_000_000_000
+
+_OPEN: weakref.WeakValueDictionary[int, StampedSocket] = weakref.WeakValueDictionary()
+
+
+class StampedSocket(socket.socket):
+    """A TCP socket that asks the kernel to time every read; `arrived_ns` is the latest one's (0: none yet)."""
+
+    __slots__ = ("arrived_ns",)
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
+        super().__init__(family, type, proto, fileno)
+        self.arrived_ns = 0
+        self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        _OPEN[self.fileno()] = self
+
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        # Never before the read before it: a read the kernel did not time (until a first timestamping socket of the
+        # machine has switched timing on, it may not) is given the time it was read, which can be later than when
+        # the next read's bytes arrived.
+        self.arrived_ns = max(_arrival(ancillary), self.arrived_ns)
+        return data
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The kernel's receive time in the ancillary data, moved from CLOCK_REALTIME to `perf_counter_ns`'s clock."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            wall_ns: int = seconds * _NS + nanoseconds
+            # Both clocks are read now, so a step or slew of the wall clock since the arrival (µs, at most) is all
+            # the conversion can be off by.
+            return wall_ns - time.time_ns() + time.perf_counter_ns()
+    return time.perf_counter_ns()  # a read with no time (the end of the stream): now
+
+
+def factory(loop: asyncio.AbstractEventLoop) -> Callable[[Any], socket.socket] | None:
+    """aiohttp's `socket_factory` making `StampedSocket`s, for a loop that reads with `recv`; None for any other."""
+    if not sys.platform.startswith("linux") or not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return None
+
+    def make(addr_info: Any) -> socket.socket:
+        family, kind, proto = addr_info[:3]
+        return StampedSocket(family, kind, proto)
+
+    return make
+
+
+def of(transport: asyncio.BaseTransport) -> StampedSocket | None:
+    """The stamped socket a transport reads from, or None (uvloop's, or a socket made elsewhere)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    stamped = _OPEN.get(sock.fileno())
+    return stamped if stamped is not None and stamped.fileno() == sock.fileno() else None

@@ -1,0 +1,99 @@
+"""The client's stamped sockets: a read carries the kernel's time of arrival, not the time it was read."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvloop
+
+from harness import stamped_socket
+from harness.stamped_socket import StampedSocket
+
+SLACK_NS = 1_000_000  # the wall clock may be slewed between the arrival and the read: µs; this is generous
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[StampedSocket, socket.socket]]:
+    """A stamped socket connected over loopback TCP to a plain one."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ours = StampedSocket(socket.AF_INET, socket.SOCK_STREAM)
+        ours.connect(listener.getsockname())
+        peer, _ = listener.accept()
+    with ours, peer:
+        yield ours, peer
+
+
+def test_a_read_is_timed_when_its_bytes_arrived_not_when_they_were_read(
+    pair: tuple[StampedSocket, socket.socket],
+) -> None:
+    ours, peer = pair
+    before = time.perf_counter_ns()
+    peer.sendall(b"first")
+    after = time.perf_counter_ns()
+    time.sleep(0.05)
+    read_at = time.perf_counter_ns()
+    assert ours.recv(100) == b"first"
+    assert before - SLACK_NS <= ours.arrived_ns <= after + SLACK_NS
+    assert ours.arrived_ns < read_at
+
+
+def test_a_read_of_several_sends_is_timed_by_the_last(pair: tuple[StampedSocket, socket.socket]) -> None:
+    ours, peer = pair
+    peer.sendall(b"a")
+    time.sleep(0.02)
+    before_last = time.perf_counter_ns()
+    peer.sendall(b"b")
+    time.sleep(0.02)
+    assert ours.recv(100) == b"ab"
+    assert ours.arrived_ns >= before_last - SLACK_NS
+
+
+def test_a_read_the_kernel_did_not_time_is_timed_now_and_never_before_the_read_before_it(
+    pair: tuple[StampedSocket, socket.socket],
+) -> None:
+    ours, peer = pair
+    peer.sendall(b"x")
+    time.sleep(0.01)
+    ours.recv(100)
+    later = ours.arrived_ns + 10**12  # as if the previous read had been timed long after
+    ours.arrived_ns = later
+    peer.sendall(b"y")
+    assert ours.recv(100) == b"y"
+    assert ours.arrived_ns == later
+    peer.shutdown(socket.SHUT_WR)
+    before = time.perf_counter_ns()
+    ours.arrived_ns = 0
+    assert ours.recv(100) == b""  # the end of the stream brings no time: it is read now
+    assert before <= ours.arrived_ns <= time.perf_counter_ns()
+
+
+async def test_asyncio_s_loop_gets_stamped_sockets_and_finds_them_from_the_transport() -> None:
+    loop = asyncio.get_running_loop()
+    make = stamped_socket.factory(loop)
+    assert make is not None
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        host, port = listener.getsockname()
+        sock = make((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port)))
+        assert isinstance(sock, StampedSocket)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=sock)
+        plain, _ = await loop.create_connection(asyncio.Protocol, host, port)
+        try:
+            assert stamped_socket.of(transport) is sock
+            assert stamped_socket.of(plain) is None
+        finally:
+            transport.close()
+            plain.close()
+
+
+def test_uvloop_reads_in_c_so_it_gets_no_stamped_sockets() -> None:
+    loop = uvloop.new_event_loop()
+    try:
+        assert stamped_socket.factory(loop) is None
+    finally:
+        loop.close()
