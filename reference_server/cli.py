@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["sim", "vllm"], default="sim")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (the ready line says which)")
+    p.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="uvloop (default, faster) or asyncio's own loop, on which ground-truth traces take each request's "
+        "arrival from the kernel (SO_TIMESTAMPNS) rather than from when the loop read it",
+    )
     keys = p.add_argument_group("keys and limits")
     keys.add_argument(
         "--api-key",
@@ -184,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     keyring = KeyRing(config.keys)
-    _use_uvloop()
+    if args.event_loop == "uvloop":
+        _use_uvloop()
     # What the imports allocated stays out of later garbage collections: a full collection walks every object
     # (~45 ms here with aiohttp, jinja2 and prometheus-client loaded) and would stall the loop mid-stream.
     gc.collect()

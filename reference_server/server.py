@@ -13,6 +13,7 @@ from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from reference_server import stamped_socket
 from reference_server.app import build_app
 from reference_server.auth import KeyRing
 from reference_server.config import ServerConfig
@@ -54,14 +55,22 @@ class _EnvelopeRequestHandler(RequestHandler):
     """aiohttp's connection handler, answering what never reaches the application in the OpenAI envelope.
 
     Requests its HTTP parser rejects (a request line or header over the limit, malformed HTTP) are answered
-    from here, as plain text by default; the application's middleware never sees them. It also notes when it last
-    read from the socket: the moment a request arrived, for its ground-truth trace (`traces.arrival_ns`).
+    from here, as plain text by default; the application's middleware never sees them. It also notes when its
+    latest read reached the socket — the kernel's time when the connection is a `StampedConnection` read by asyncio's
+    loop, else the time the loop read it: the moment a request arrived, for its ground-truth trace
+    (`traces.arrival_ns`).
     """
 
     last_read_ns = 0
+    _stamped: stamped_socket.StampedConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._stamped = stamped_socket.of(transport)
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self.last_read_ns = time.perf_counter_ns()
+        stamped = self._stamped
+        self.last_read_ns = stamped.arrived_ns if stamped is not None else time.perf_counter_ns()
         super().data_received(data)
 
     def handle_error(
@@ -100,9 +109,9 @@ class _Runner(web.AppRunner):
 class RunningServer:
     """A started server: its base URL, and a way to stop it gracefully."""
 
-    def __init__(self, runner: web.AppRunner, site: web.TCPSite, base_url: str) -> None:
+    def __init__(self, runner: web.AppRunner, sites: list[web.SockSite], base_url: str) -> None:
         self.runner = runner
-        self.site = site
+        self.sites = sites
         self.base_url = base_url
 
     @property
@@ -113,7 +122,8 @@ class RunningServer:
         """Stop accepting, let in-flight responses finish within the grace period, then close everything."""
         state = self.runner.app[STATE]
         state.draining = True
-        await self.site.stop()
+        for site in self.sites:
+            await site.stop()
         deadline = time.monotonic() + grace_period_s
         while sum(state.limiter.snapshot().values()) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # polling keeps the limiter free of shutdown hooks
@@ -133,11 +143,12 @@ async def start_server(config: ServerConfig, engine: Engine, keyring: KeyRing) -
         max_field_size=MAX_HEADER_FIELD_BYTES,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=4096, reuse_address=True)
-    await site.start()
+    sites = [web.SockSite(runner, sock) for sock in stamped_socket.listen(config.host, config.port, backlog=4096)]
+    for site in sites:
+        await site.start()
     port = runner.addresses[0][1]
     url = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{port}"
-    return RunningServer(runner, site, url)
+    return RunningServer(runner, sites, url)
 
 
 async def serve(

@@ -19,8 +19,10 @@ def arrival_ns(protocol: object) -> int:
     """When the request being handled was read from the socket, or now when the connection did not say.
 
     Called once the body is read: the last read of the connection is then the one that completed the request.
-    Taken in the connection's `data_received`, before the request waits for the event loop to run its handler,
-    so a busy server's queueing is inside the ground-truth TTFT, as it is inside the TTFT its client measures.
+    Taken in the connection's `data_received`, before the request waits for the event loop to run its handler —
+    and on asyncio's loop it is the kernel's time of the read (`stamped_socket`), before the request waited for the
+    loop to read it — so a busy server's queueing is inside the ground-truth TTFT, as it is inside the TTFT its
+    client measures.
     """
     read_ns = getattr(protocol, "last_read_ns", 0)
     return read_ns if isinstance(read_ns, int) and read_ns > 0 else time.perf_counter_ns()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import threading
 import time
 from typing import Any
 
@@ -204,3 +206,40 @@ async def test_a_trace_starts_when_the_last_bytes_of_the_request_were_read(serve
     ):
         trace = await r.json()
     assert body_sent <= trace["received_ns"] <= trace["first_token_ns"]
+
+
+async def test_a_trace_starts_when_the_request_reached_the_socket_not_when_a_busy_loop_read_it(
+    server: RunningServer,
+) -> None:
+    # The request is written from a thread while the server's loop is held up; on asyncio's loop the kernel's time
+    # of the read is the request's arrival, so the trace starts before the hold-up ended.
+    body = orjson.dumps({**CHAT, "max_tokens": 2})
+    host, port = server.base_url.removeprefix("http://").split(":")
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nx-trace-timing: 1\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    sent_by: list[int] = []
+    answer: list[bytes] = []
+
+    def client() -> None:
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(request)
+            sent_by.append(time.perf_counter_ns())
+            answer.append(sock.recv(65536))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    while not sent_by:  # the loop is held up until the request is written ...
+        time.sleep(0.001)  # noqa: ASYNC251 (holding the loop up is the point)
+    time.sleep(0.02)  # noqa: ASYNC251 ... and for a while after
+    held_until = time.perf_counter_ns()
+    await asyncio.to_thread(thread.join, 5)
+    ident = re.search(rb"x-request-id: (\S+)", answer[0], re.IGNORECASE)
+    assert answer[0].startswith(b"HTTP/1.1 200") and ident is not None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.base_url}/debug/traces/{ident.group(1).decode()}", headers=auth()) as r,
+    ):
+        trace = await r.json()
+    assert trace["received_ns"] <= sent_by[0] + 1_000_000 < held_until
