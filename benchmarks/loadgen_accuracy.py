@@ -1,13 +1,15 @@
 """Accuracy: how far each load generator's TTFT and ITL are from the simulator's ground truth.
 
-The simulator (TTFT 50 ms, ITL 10 ms, no batch slowdown) stamps when its handler received each request and when
-it wrote each chunk (CLOCK_MONOTONIC, shared with the clients on this host). Each tool runs `--streams` concurrent
-streams (one round of warm-up requests first, to open the connections); every request it measured is matched to
-its trace (by response id, or by the `x-request-id` the tool sent), and the error is measured − true: TTFT per
-request, ITL per gap. TTFT error is the sum of the send lag (client send → server handler, which includes the
-server's own queueing when it is busy) and the receive lag of the first token chunk (server write → client
-timestamp). Goal for `harness bench`: |error| p99 ≤ 1 ms; the same figures for the naive aiohttp baseline and the
-peers (vllm bench serve, GuideLLM, AIPerf: `loadgen_peers.py`), each against a fresh simulator, in the same run.
+The simulator (TTFT 50 ms, ITL 10 ms, no batch slowdown) stamps when each request reached its socket (the kernel's
+receive time: it runs on asyncio's loop, `--event-loop asyncio`) and when it wrote each chunk (CLOCK_MONOTONIC,
+shared with the clients on this host). Each tool runs `--streams` concurrent streams (one round of warm-up requests
+first, to open the connections); every request it measured is matched to its trace (by response id, or by the
+`x-request-id` the tool sent), and the error is measured − true: TTFT per request, ITL per gap. TTFT error is the
+sum of the send lag (the tool's send timestamp → the request's arrival at the server's socket) and the receive lag
+of the first token chunk (server write → the tool's timestamp). A server whose loop is busy reads requests late;
+that wait is inside the true TTFT, as it is inside what any client sees. Goal for `harness bench`: |error| p99
+≤ 1 ms; the same figures for the naive aiohttp baseline and the peers (vllm bench serve, GuideLLM, AIPerf:
+`loadgen_peers.py`), each against a fresh simulator, in the same run.
 
 Columns: `|ITL err|` is per gap, except for GuideLLM, which keeps only the first and last token times: there it is
 the error of that span (marked *); `|mean ITL err|` is the error of each request's mean ITL, for every tool;

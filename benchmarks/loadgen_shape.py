@@ -2,8 +2,9 @@
 
 The tool sends `--requests` requests at `--rate` per second (Poisson) to the simulator (no latency, one output
 token). From the tool's own send times and from the simulator's receive times (ground truth of what the server
-saw): the achieved rate against the requested one, and a Kolmogorov–Smirnov test of the inter-arrival times
-against the exponential distribution of the requested rate (p > 0.05 passes). An unconditioned Poisson draw of N
+saw: the kernel's time of each request's arrival at its socket): the achieved rate against the requested one,
+and a Kolmogorov–Smirnov test of the inter-arrival times against the exponential distribution of the requested
+rate (p > 0.05 passes). An unconditioned Poisson draw of N
 requests has a realized rate within ±1/√N of the requested one (±1.4% at N = 5000); harness bench (like vllm bench
 serve) draws a request-bounded step conditioned on its expected span, so its schedule has the requested rate
 exactly and what is left to measure is the dispatch. harness bench keeps three times per request: scheduled, taken
@@ -68,7 +69,6 @@ def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent
             out,
             "--run-id",
             "shape",
-            "--uvloop",
             "--seed",
             str(seed),
         ]
