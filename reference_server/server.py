@@ -143,7 +143,8 @@ async def start_server(config: ServerConfig, engine: Engine, keyring: KeyRing) -
         max_field_size=MAX_HEADER_FIELD_BYTES,
     )
     await runner.setup()
-    sites = [web.SockSite(runner, sock) for sock in stamped_socket.listen(config.host, config.port, backlog=4096)]
+    listening = stamped_socket.listen(config.host, config.port, 4096, asyncio.get_running_loop())
+    sites = [web.SockSite(runner, sock) for sock in listening]
     for site in sites:
         await site.start()
     port = runner.addresses[0][1]

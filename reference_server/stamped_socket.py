@@ -8,7 +8,7 @@ with `recvmsg`, keeping the kernel's time of the read's last segment as `arrived
 clock (CLOCK_MONOTONIC, shared with clients on the host), for the protocol the bytes go to next.
 
 uvloop accepts and reads in C, so there `of` finds no stamped connection and the server reads the clock itself
-(`--event-loop asyncio` trades some speed for kernel times). Linux only; elsewhere `listen` makes plain sockets.
+(`--event-loop asyncio` trades some speed for kernel times), and `listen` makes plain sockets. Linux only.
 """
 
 from __future__ import annotations
@@ -58,18 +58,22 @@ class _StampedListener(socket.socket):
         return StampedConnection(self.family, self.type, self.proto, fd), address
 
 
-def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
-    """Non-blocking sockets listening on every address of `host` (as asyncio binds them), all on one port."""
+def listen(host: str, port: int, backlog: int, loop: asyncio.AbstractEventLoop) -> list[socket.socket]:
+    """Non-blocking sockets listening on every address of `host` (as asyncio binds them), all on one port.
+
+    Stamped when `loop` reads with `recv` (asyncio's selector loop, on Linux); plain sockets for any other loop.
+    """
+    stamped = _STAMPS and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(found):
-            sock = (_StampedListener if _STAMPS else socket.socket)(family, kind, proto)
+            sock = (_StampedListener if stamped else socket.socket)(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if _STAMPS:
+            if stamped:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             if port == 0 and len(sockets) > 1:  # the first one's free port, for every address
                 address = (address[0], sockets[0].getsockname()[1], *address[2:])

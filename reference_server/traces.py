@@ -16,7 +16,7 @@ HEADER = "x-trace-timing"
 
 
 def arrival_ns(protocol: object) -> int:
-    """When the request being handled was read from the socket, or now when the connection did not say.
+    """When the request being handled arrived (its last read), or now when the connection did not say.
 
     Called once the body is read: the last read of the connection is then the one that completed the request.
     Taken in the connection's `data_received`, before the request waits for the event loop to run its handler —
