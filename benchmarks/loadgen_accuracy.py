@@ -16,7 +16,9 @@ the error of that span (marked *); `|mean ITL err|` is the error of each request
 `|own TTFT err|` is the error of the TTFT as the tool itself defines it (vllm bench serve ends it at the chat role
 chunk, which the reference server sends before the first token).
 
-    python benchmarks/loadgen_accuracy.py [--streams 256] [--requests 768] [--tools harness,naive,vllm,guidellm,aiperf]
+`harness-uvloop` is harness bench with `--uvloop`, whose reads are timed when its loop reads them, not by the kernel.
+
+    python benchmarks/loadgen_accuracy.py [--streams 256] [--requests 768] [--tools harness,harness-uvloop,naive,...]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from loadgen_common import (
 )
 from loadgen_peers import ALL_TOOLS, profile_of
 
-DEFAULT_TOOLS = "harness,naive,vllm,guidellm,aiperf"
+DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"
 
 
 def main() -> int:

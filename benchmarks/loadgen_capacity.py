@@ -6,7 +6,8 @@ climbs at a fixed inter-token latency; at each level the tool's chunk rate (scor
 first send to the last chunk) and its timing errors are measured. A tool's capacity is the highest chunk rate whose
 p99 |ITL error| is ≤ 1 ms. When the simulator itself saturates first (it shares the machine), the figure is a
 lower bound, and the table shows it. Goal: ≥ 2× the figure of vllm bench serve and GuideLLM, measured the same way
-in the same run; AIPerf and the naive aiohttp client (the in-run baseline) are measured too. Each tool gets one
+in the same run; AIPerf, the naive aiohttp client (the in-run baseline) and `harness bench --uvloop` (reads timed by
+its loop, not by the kernel) are measured too. Each tool gets one
 simulator for all its levels (GuideLLM runs all levels in one process: its start-up takes tens of seconds).
 GuideLLM keeps only the first and last token times of a request: its |ITL error| is the error of that span (*).
 
@@ -40,7 +41,7 @@ from loadgen_common import (
 from loadgen_peers import profile_of, run_levels
 
 TOOL_CPU, SIM_CPU = 1, 0
-DEFAULT_TOOLS = "harness,naive,vllm,guidellm,aiperf"
+DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"
 
 
 def main() -> int:

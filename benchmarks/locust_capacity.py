@@ -14,7 +14,8 @@
    CPU column shows), and medians over rounds.
 2. TTFT accuracy. The simulator with `--ttft-ms 50 --itl-ms 10` (CPU 0), the tool on CPU 1 asking for ground truth
    (`x-trace-timing: 1`); each request's TTFT from the records against the simulator's trace of the same request
-   (received → first token written, CLOCK_MONOTONIC on both sides). Same for `harness bench` as the baseline.
+   (the request's arrival at the simulator's socket, as the kernel timed it → first token written, CLOCK_MONOTONIC
+   on both sides). Same for `harness bench` as the baseline.
 
 The machine may be shared: the load average is printed before and after, and every number is from this one run.
 """
@@ -232,7 +233,7 @@ def main() -> int:
 
     print(f"\n## TTFT accuracy: simulator TTFT 50 ms, ITL 10 ms, {args.accuracy_users} users, {args.max_tokens} tokens")
     print("error = measured − ground truth (ms), without the first 2 s and the last 1 s; send lag = client send →")
-    print("server handler start (client overhead + the server's own queueing), recv lag = chunk written → stamped")
+    print("the request's arrival at the server's socket (kernel's time), recv lag = chunk written → stamped")
     header = (
         f"{'tool':14} {'scored':>6} {'TTFT err p50':>12} {'|TTFT err| p99':>14} {'|ITL err| p99':>13} "
         f"{'send lag p50/p99':>16} {'recv lag p50/p99':>16}"
