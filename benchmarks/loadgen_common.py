@@ -137,7 +137,7 @@ def pinned(argv: list[str], cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
 
 
-def run_harness(target: Target, load: Load, extra: Sequence[str] = ()) -> ToolRun:
+def run_harness(target: Target, load: Load, extra: Sequence[str] = (), name: str = "harness bench") -> ToolRun:
     """`harness bench`, closed loop, in its own process (pinned when asked), read back from its records."""
     with tempfile.TemporaryDirectory() as out:
         argv = [
@@ -186,12 +186,12 @@ def run_harness(target: Target, load: Load, extra: Sequence[str] = ()) -> ToolRu
         for r in run.requests
         if not r.warmup
     ]
-    return ToolRun("harness bench" + (" --uvloop" if "--uvloop" in extra else ""), measured, wall)
+    return ToolRun(name, measured, wall)
 
 
 def run_harness_on_uvloop(target: Target, load: Load) -> ToolRun:
     """`harness bench --uvloop`: faster reads, timed when the loop reads them rather than by the kernel."""
-    return run_harness(target, load, ["--uvloop"])
+    return run_harness(target, load, ["--uvloop"], "harness bench --uvloop")
 
 
 def run_naive(target: Target, load: Load) -> ToolRun:

@@ -90,5 +90,7 @@ def listen(host: str, port: int, backlog: int, loop: asyncio.AbstractEventLoop) 
 def of(transport: asyncio.BaseTransport) -> StampedConnection | None:
     """The stamped connection a transport reads from, or None (uvloop's, or a socket accepted elsewhere)."""
     sock = transport.get_extra_info("socket")
-    stamped = _OPEN.get(sock.fileno()) if sock is not None else None
-    return stamped if stamped is not None and sock is not None and stamped.fileno() == sock.fileno() else None
+    if sock is None:
+        return None
+    stamped = _OPEN.get(sock.fileno())
+    return stamped if stamped is not None and stamped.fileno() == sock.fileno() else None
