@@ -44,10 +44,12 @@ Arrival = Literal["constant", "poisson", "gamma"]
 Mode = Literal["concurrency", "rate", "ramp"]
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson", "gamma")
 
-Fire = Callable[[int, int, bool, Release | None], Coroutine[Any, Any, object]]
-"""Send one request: (sequence number in the step, scheduled perf_counter_ns, is it warm-up?, its release).
+Fire = Callable[[int, int, bool, Release | None, int | None], Coroutine[Any, Any, object]]
+"""Send one request: (sequence number in the step, scheduled perf_counter_ns, is it warm-up?, its release, the
+closed-loop user sending it).
 
-The release is None in a closed loop, where a request is due when it is taken up."""
+In a closed loop the release is None (a request is due when it is taken up) and the user is 0 to concurrency − 1;
+in an open loop the user is None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +237,15 @@ async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
     async def capped(seq: int, due: int, warm: bool, release: Release) -> object:
         assert cap is not None
         async with cap:
-            return await fire(seq, due, warm, release)
+            return await fire(seq, due, warm, release, None)
 
     def dispatch(seq: int, due: int, warm: bool, release: Release) -> None:
         if not warm and first_measured[0]:
             first_measured[0] = False
             clock.measure_start_ns = max(clock.measure_start_ns, due)
-        task = loop.create_task(capped(seq, due, warm, release) if cap is not None else fire(seq, due, warm, release))
+        task = loop.create_task(
+            capped(seq, due, warm, release) if cap is not None else fire(seq, due, warm, release, None)
+        )
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -313,7 +317,7 @@ async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
     warm_until = clock.measure_start_ns
     first_measured: list[int] = []
 
-    async def user() -> None:
+    async def user(number: int) -> None:
         while True:
             now = time.perf_counter_ns()
             if stop_at is not None and now >= stop_at:
@@ -326,9 +330,9 @@ async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
                 if not first_measured:
                     first_measured.append(now)
             clock.dispatch_end_ns = now
-            await fire(seq, now, warm, None)
+            await fire(seq, now, warm, None, number)
 
-    await asyncio.gather(*(user() for _ in range(step.concurrency)))
+    await asyncio.gather(*(user(n) for n in range(step.concurrency)))
     if first_measured:
         clock.measure_start_ns = max(clock.measure_start_ns, first_measured[0])
     if stop_at is not None:

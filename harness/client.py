@@ -44,7 +44,7 @@ from aiohttp.connector import Connection
 from multidict import CIMultiDict
 
 import schemas
-from harness import stamped_socket
+from harness import selector, stamped_socket
 from harness.records import Record
 from harness.release import Release
 from harness.sse import SSEError, SSEParser
@@ -93,11 +93,11 @@ class _Parses:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._pending: list[tuple[_TimedHandler, bytes, int]] = []
+        self._pending: list[tuple[_TimedHandler, bytes, Read]] = []
         self._scheduled = False
 
-    def add(self, handler: _TimedHandler, data: bytes, at_ns: int) -> None:
-        self._pending.append((handler, data, at_ns))
+    def add(self, handler: _TimedHandler, data: bytes, read: Read) -> None:
+        self._pending.append((handler, data, read))
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.run)
@@ -106,17 +106,39 @@ class _Parses:
         """Parse every read waiting, in the order they were read (also called by a task that must not wait)."""
         self._scheduled = False
         pending, self._pending = self._pending, []
-        for handler, data, at in pending:
-            handler.parse(data, at)
+        for handler, data, read in pending:
+            handler.parse(data, read)
 
 
 @dataclass(frozen=True, slots=True)
+class Read:
+    """When one read's bytes arrived: `at_ns` its stamp (the kernel's receive time of its last segment when
+    `kernel_timed`, else when the loop read them); `floor_ns`, before which none of them had arrived (the
+    connection's previous read, which emptied the socket, the send of the request they answer, or what the loop's
+    selector knows: `harness.selector`); and `woke_ns`, when not None, the wake-up that none of them arrived sooner
+    than, less the wake-up latency."""
+
+    at_ns: int
+    floor_ns: int
+    kernel_timed: bool
+    woke_ns: int | None = None
+
+
+Feed = Callable[[bytes, Read], None]
+
+
+@dataclass(slots=True)
 class _Outgoing:
-    """The request that the current task is about to write: its record, and when it may leave (None: at once)."""
+    """The request that the current task is about to write: its record, and when it may leave (None: at once).
+
+    `writing` is set while the pacer's thread holds the request's bytes: done once that thread has said when its
+    write returned (or the bytes were dropped), so the record is not finished before it holds `written_ns`.
+    """
 
     record: Record
     release: Release | None
     origin_ns: int
+    writing: asyncio.Future[None] | None = None
 
 
 _OUTGOING: contextvars.ContextVar[_Outgoing | None] = contextvars.ContextVar("harness_outgoing", default=None)
@@ -149,14 +171,17 @@ class _HeldTransport:
         if release is not None and not release.is_open:
             fd = os.dup(self.real.get_extra_info("socket").fileno())
             held = bytes(data)
+            writing = self._protocol.loop.create_future()
             if release.hold(fd, held, self._stamp, self._written):
                 self._data = held
+                self._outgoing.writing = writing
                 return
             os.close(fd)
         if not self._restore():
             raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
         self._stamp(time.perf_counter_ns())
         self.real.write(data)
+        self._outgoing.record.written_ns = time.perf_counter_ns() - self._outgoing.origin_ns
 
     def writelines(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(chunks))
@@ -172,9 +197,12 @@ class _HeldTransport:
     def drop(self) -> None:
         if self._data is not None and (release := self._outgoing.release) is not None:
             release.cancel()
+        if (writing := self._outgoing.writing) is not None and not writing.done():
+            writing.set_result(None)
 
-    def _written(self, written: int) -> None:
-        """On the pacer's thread: `written` of the held bytes went (-1: none)."""
+    def _written(self, written: int, at_ns: int) -> None:
+        """On the pacer's thread: `written` of the held bytes went (-1: none), and the write returned at `at_ns`."""
+        self._outgoing.record.written_ns = at_ns - self._outgoing.origin_ns
         with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
             self._protocol.loop.call_soon_threadsafe(self._finish, written)
 
@@ -183,10 +211,16 @@ class _HeldTransport:
         rest = [self._data[max(written, 0) :], *self._later] if written < len(self._data) else self._later
         if self._restore() and rest:
             self.real.write(b"".join(rest))
+        if (writing := self._outgoing.writing) is not None and not writing.done():
+            writing.set_result(None)
 
     def _stamp(self, at_ns: int) -> None:
-        """The request's bytes go to the socket now (`at_ns`); on the pacer's thread when it writes them."""
+        """The request's bytes go to the socket now (`at_ns`); on the pacer's thread when it writes them.
+
+        No byte of the answer can arrive before it: the connection's next read starts its window here.
+        """
         self._outgoing.record.sent_ns = at_ns - self._outgoing.origin_ns
+        self._protocol.floor_ns = max(self._protocol.floor_ns, at_ns)
 
     def _restore(self) -> bool:
         """Give the connection its own transport back; False if it is closing or was given another meanwhile."""
@@ -203,8 +237,10 @@ class _TimedHandler(ResponseHandler):
     """aiohttp's connection protocol, plus when each read of the latest response on the connection arrived.
 
     `reader` is aiohttp's body reader of that response (`ResponseHandler._payload`, set as its headers are
-    parsed), `headers_ns` when those headers were read, and `arrivals` holds (read time, body bytes so far) for
+    parsed), `headers_ns` when those headers were read, and `arrivals` holds (its `Read`, body bytes so far) for
     every read that brought body bytes — noted from the first read, whether or not a task reads the response yet.
+    `floor_ns` is when the connection's last read emptied its socket (or its request was sent, if later): the next
+    read's bytes arrived after it.
     Once a task `follow`s the response, each read is taken out of aiohttp's buffer as it is read and queued, with
     its time, on the session's `_Parses`, which hands it to the task's parser without waking the task. While a
     request is being written, the connection's transport is a `_HeldTransport` (`hold`).
@@ -214,31 +250,53 @@ class _TimedHandler(ResponseHandler):
         super().__init__(loop)
         self.reader: aiohttp.StreamReader | None = None
         self.headers_ns = 0
-        self.arrivals: deque[tuple[int, int]] = deque()
+        self.arrivals: deque[tuple[Read, int]] = deque()
+        self.floor_ns = 0
         self._fed = 0
         self._parses = parses if parses is not None else _Parses(loop)
-        self._feed: Callable[[bytes, int], None] | None = None
+        self._feed: Feed | None = None
         self._stamped: stamped_socket.StampedSocket | None = None  # the socket the kernel times reads of
+        self._selector = selector.of(loop)
+        self._unwatched = False  # reading was paused: the next read's bytes may have waited unwatched
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._stamped = stamped_socket.of(transport)
 
     def data_received(self, data: bytes) -> None:
-        now = self._stamped.arrived_ns if self._stamped is not None else time.perf_counter_ns()
+        read = self._read()
         super().data_received(data)
         if self._feed is not None:  # followed: out of aiohttp's buffer, into the queue, with this read's time
             if body := self._buffered():
-                self._parses.add(self, body, now)
+                self._parses.add(self, body, read)
             return
         reader = self._payload
         if reader is None:
             return
         if reader is not self.reader:  # a new response on this connection: its own record of reads
-            self.reader, self.headers_ns, self.arrivals, self._fed = reader, now, deque(), 0
+            self.reader, self.headers_ns, self.arrivals, self._fed = reader, read.at_ns, deque(), 0
         if (fed := reader.total_bytes) != self._fed:
             self._fed = fed
-            self.arrivals.append((now, fed))
+            self.arrivals.append((read, fed))
+
+    def _read(self) -> Read:
+        """The timing of the read being handed over now, and where the next one's window starts."""
+        floor = self.floor_ns
+        stamped = self._stamped
+        if stamped is None:
+            now = time.perf_counter_ns()
+            self.floor_ns = now
+            return Read(now, floor, False)
+        woke: int | None = None
+        if self._selector is not None and not self._unwatched:
+            window = self._selector.window()
+            floor, woke = max(floor, window.after_ns), window.woke_ns
+            if stamped.kernel_timed:
+                self._selector.arrived(stamped.arrived_ns)
+        self._unwatched = self._reading_paused or getattr(self, "_buffer_paused", False)
+        if stamped.drained:  # else bytes that arrived before this read may still wait in the socket
+            self.floor_ns = stamped.read_ns
+        return Read(stamped.arrived_ns, floor, stamped.kernel_timed, woke)
 
     def resume_reading(self, resume_parser: bool = True) -> None:
         # aiohttp's body reader calls this after every read it hands out (3.14: whether or not anything was
@@ -246,8 +304,8 @@ class _TimedHandler(ResponseHandler):
         if self._reading_paused or getattr(self, "_buffer_paused", False):  # the second flag is new in 3.14
             super().resume_reading(resume_parser)
 
-    def follow(self, feed: Callable[[bytes, int], None]) -> None:
-        """Hand the body of the latest response to `feed(data, read_ns)` read by read, as the loop reads it.
+    def follow(self, feed: Feed) -> None:
+        """Hand the body of the latest response to `feed(data, read)` read by read, as the loop reads it.
 
         The reads that came before are handed over now, each with its own time; later ones once per loop
         iteration (`_Parses`), with no task woken per read — the task waits for the body's end
@@ -258,12 +316,12 @@ class _TimedHandler(ResponseHandler):
         self._feed = feed
         if data := self._buffered():  # the whole body so far: none of it was read
             pos = 0
-            for at, upto in self.arrivals:
+            for read, upto in self.arrivals:
                 if (cut := min(upto, len(data))) > pos:
-                    self.parse(data[pos:cut], at)  # the whole of `data` when one read brought it: no copy
+                    self.parse(data[pos:cut], read)  # the whole of `data` when one read brought it: no copy
                     pos = cut
             if pos < len(data):
-                self.parse(data[pos:], time.perf_counter_ns())
+                self.parse(data[pos:], self._untimed())
         self.arrivals.clear()
 
     def unfollow(self) -> None:
@@ -272,7 +330,7 @@ class _TimedHandler(ResponseHandler):
             return
         self._parses.run()
         if data := self._buffered():
-            self.parse(data, time.perf_counter_ns())
+            self.parse(data, self._untimed())
         self._feed = None
 
     def hold(self, outgoing: _Outgoing) -> None:
@@ -296,11 +354,16 @@ class _TimedHandler(ResponseHandler):
         reader = self.reader
         return reader.read_nowait() if reader is not None and reader.exception() is None else b""
 
-    def parse(self, data: bytes, at_ns: int) -> None:
+    def _untimed(self) -> Read:
+        """Bytes found buffered with no read to say when they came: now, as early as the last drained read."""
+        now = time.perf_counter_ns()
+        return Read(now, min(self.floor_ns, now), False)
+
+    def parse(self, data: bytes, read: Read) -> None:
         if (feed := self._feed) is None:  # no longer followed, or its parser failed already
             return
         try:
-            feed(data, at_ns)
+            feed(data, read)
         except Exception as exc:  # raised in the task that waits for the body, not in aiohttp's protocol
             assert self.reader is not None
             self.reader.set_exception(exc)
@@ -466,7 +529,9 @@ class Client:
         if record.dispatched_ns is None:
             record.dispatched_ns = attempted
         record.sent_ns = attempted  # until the write says when the request really left (`_HeldTransport`)
-        outgoing = _OUTGOING.set(_Outgoing(record, release, origin))
+        record.written_ns = None
+        out = _Outgoing(record, release, origin)
+        outgoing = _OUTGOING.set(out)
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
                 async with self.session.post(self._url, data=body, headers=headers) as response:
@@ -491,6 +556,8 @@ class Client:
             record.fail("client_error", f"{type(exc).__name__}: {exc}")
         finally:
             _OUTGOING.reset(outgoing)
+        if (writing := out.writing) is not None and not writing.done():
+            await writing  # the pacer's thread is about to say when its write returned
         if record.end_ns is None:
             record.end_ns = time.perf_counter_ns() - origin
 
@@ -503,22 +570,31 @@ class Client:
         parser = SSEParser()
         state = StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat")
 
-        def feed(data: bytes, at_ns: int) -> None:
-            state.events(parser.feed(data), at_ns)
+        def feed(data: bytes, read: Read) -> None:
+            events = parser.feed(data)
+            early = max(0, read.at_ns - read.floor_ns)
+            woke = None if read.woke_ns is None else read.at_ns - read.woke_ns
+            ends = not parser.midway
+            state.events(
+                events, read.at_ns, early_ns=early, woke_ns=woke, ends_read=ends, kernel_timed=read.kernel_timed
+            )
 
         try:
             if timed is not None:
                 await _followed(response.content, timed, feed)
             else:
+                floor = self.origin_ns + (record.sent_ns or 0)
                 while data := await response.content.readany():
-                    feed(data, time.perf_counter_ns())
+                    now = time.perf_counter_ns()
+                    feed(data, Read(now, floor, False))
+                    floor = now
         except SSEError as exc:
             record.fail("protocol_error", str(exc))
         truncated = parser.close()
         state.finish(truncated, time.perf_counter_ns())
 
 
-async def _followed(content: aiohttp.StreamReader, timed: _TimedHandler, feed: Callable[[bytes, int], None]) -> None:
+async def _followed(content: aiohttp.StreamReader, timed: _TimedHandler, feed: Feed) -> None:
     """Until the body's end, its reads go to `feed` as the connection reads them (see `_TimedHandler.follow`)."""
     timed.follow(feed)
     try:
@@ -536,3 +612,4 @@ def _reset_for_retry(record: Record) -> None:
     record.error_detail = None
     record.headers_ns = None
     record.end_ns = None
+    record.written_ns = None

@@ -48,7 +48,18 @@ class Record:
     carried (one each unless `usage` says otherwise, see `apportion`). `attempts` counts sends including
     retries after 429; `throttled_ns` is the time lost to those retries, from the first send to the last.
     `dispatched_ns` is when the client took the request up and began building it (in an open loop, ahead of its
-    scheduled time); `sent_ns` is when its bytes were handed to the socket, where TTFT and E2E start.
+    scheduled time); `sent_ns` is when its bytes were handed to the socket, where TTFT and E2E start (stamped just
+    before the write), and `written_ns` when that write returned: the bytes left within [sent_ns, written_ns].
+    `warmup` says the request was *scheduled* during its step's warm-up; `harness.metrics` decides which requests a
+    step measures. `user` is the closed-loop user that sent it (None in an open loop).
+
+    Arrival stamps are the kernel's when `kernel_timed` (every read that completed an event carried its receive
+    time), else the client's loop read the clock. Either way a stamp is of the read, and a read can bring several
+    events: all but one that ends the read may have arrived earlier, as early as the connection's previous read.
+    `chunk_early_ns` lists `[index, ns, woke]` for each content chunk that may have arrived up to `ns` before its
+    stamp (none for a chunk alone in its read); `woke`, when not None, is its stamp less a wake-up of the client's
+    loop that it arrived no sooner than, less the wake-up latency (`harness.selector`). `end_early_ns` is `[ns, woke]`
+    for `[DONE]` (empty when it ended its read). `harness.bounds` turns them into error bounds.
     """
 
     type: Literal["request"] = "request"
@@ -56,16 +67,21 @@ class Record:
     step: int = 0
     index: int = 0
     key: str = ""
+    user: int | None = None
     warmup: bool = False
     endpoint: str = "chat"
     scheduled_ns: int = 0
     dispatched_ns: int | None = None
     sent_ns: int | None = None
+    written_ns: int | None = None
     headers_ns: int | None = None
     first_token_ns: int | None = None
     end_ns: int | None = None
     chunk_ns: list[int] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
+    chunk_early_ns: list[list[int | None]] = field(default_factory=list)
+    end_early_ns: list[int | None] = field(default_factory=list)
+    kernel_timed: bool = False
     status: int | None = None
     error_kind: ErrorKind | None = None
     error_detail: str | None = None
@@ -126,7 +142,8 @@ class StepInfo:
     """A load step as it was asked for and as it ran; written when the step ends.
 
     `loop_lag_ns` are the event-loop lag samples taken during the step, `cpu_s` the client process's CPU time
-    over `ended_ns - started_ns`.
+    over `ended_ns - started_ns`, and `wake_ns` the largest wake-up latency its loop's selector measured
+    (`harness.selector`; 0 when it has none).
     """
 
     run_id: str
@@ -149,6 +166,7 @@ class StepInfo:
     cpu_s: float = 0.0
     loop_lag_ns: list[int] = field(default_factory=list)
     loop_lag_interval_ns: int = 0
+    wake_ns: int = 0
     type: Literal["step"] = "step"
 
 

@@ -7,9 +7,11 @@ from the records.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness import selector
 from harness.arrivals import StepClock, StepPlan, run_step
 from harness.client import Client, request_body
 from harness.progress import Progress
@@ -80,6 +82,12 @@ class Runner:
         self._monitor = LoopMonitor(lag_interval_s)
         self._cpu = CpuMeter()
 
+    @staticmethod
+    def _wake_ns() -> int:
+        """The largest wake-up latency the loop's selector measured since the last call (0: no timed selector)."""
+        timed = selector.of(asyncio.get_running_loop())
+        return timed.take_wake_max() if timed is not None else 0
+
     async def execute(self, plans: Sequence[StepPlan]) -> None:
         self._monitor.start()
         self.progress.start()
@@ -96,8 +104,9 @@ class Runner:
         self.progress.step(f"step {plan.index + 1}: {plan.label}")
         self._monitor.take()
         self._cpu.take()
+        self._wake_ns()
 
-        async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+        async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
             index = self._next_index
             self._next_index += 1
             prompt = self.prompts[index % len(self.prompts)]
@@ -105,6 +114,7 @@ class Runner:
                 run_id=self.run.run_id,
                 step=plan.index,
                 index=index,
+                user=user,
                 warmup=warm,
                 endpoint=endpoint,
                 scheduled_ns=scheduled_ns - origin,
@@ -141,6 +151,7 @@ class Runner:
             cpu_s=self._cpu.take(),
             loop_lag_ns=self._monitor.take(),
             loop_lag_interval_ns=self._monitor.interval_ns,
+            wake_ns=self._wake_ns(),
         )
         self.steps.append(info)
         self.writer.write_step(info)

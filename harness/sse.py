@@ -87,6 +87,11 @@ class SSEParser:
             pos = nl + 1
         return events
 
+    @property
+    def midway(self) -> bool:
+        """Bytes of an event not yet complete are held: the last read did not end where an event did."""
+        return bool(self._tail) or self._data is not None or bool(self._event)
+
     def close(self) -> bool:
         """End of stream: True when it ended inside an event (an unterminated line or an undispatched event)."""
         truncated = bool(self._tail) or self._data is not None

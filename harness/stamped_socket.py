@@ -31,26 +31,38 @@ _OPEN: weakref.WeakValueDictionary[int, StampedSocket] = weakref.WeakValueDictio
 
 
 class StampedSocket(socket.socket):
-    """A TCP socket that asks the kernel to time every read; `arrived_ns` is the latest one's (0: none yet)."""
+    """A TCP socket that asks the kernel to time every read.
 
-    __slots__ = ("arrived_ns",)
+    After each read: `arrived_ns` is when its last segment reached the socket (0: no read yet), `kernel_timed`
+    whether the kernel said so (else it is the time of the read), `read_ns` when the read was made, and `drained`
+    whether it emptied the socket (a read that filled the buffer may have left bytes that arrived before it).
+    """
+
+    __slots__ = ("arrived_ns", "drained", "kernel_timed", "read_ns")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         super().__init__(family, type, proto, fileno)
         self.arrived_ns = 0
+        self.read_ns = 0
+        self.kernel_timed = False
+        self.drained = True
         self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         _OPEN[self.fileno()] = self
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
         data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        self.read_ns = time.perf_counter_ns()
+        kernel = _arrival(ancillary)
+        self.kernel_timed = kernel is not None
         # Never before the read before it: a read the kernel did not time (until a first timestamping socket of the
         # machine has switched timing on, it may not) is given the time it was read, which can be later than when
         # the next read's bytes arrived.
-        self.arrived_ns = max(_arrival(ancillary), self.arrived_ns)
+        self.arrived_ns = max(kernel if kernel is not None else self.read_ns, self.arrived_ns)
+        self.drained = len(data) < bufsize
         return data
 
 
-def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int:
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     """The kernel's receive time in the ancillary data, moved from CLOCK_REALTIME to `perf_counter_ns`'s clock."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
@@ -59,7 +71,7 @@ def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int:
             # Both clocks are read now, so a step or slew of the wall clock since the arrival (µs, at most) is all
             # the conversion can be off by.
             return wall_ns - time.time_ns() + time.perf_counter_ns()
-    return time.perf_counter_ns()  # a read with no time (the end of the stream): now
+    return None  # a read with no time: the end of the stream, or timing not yet on
 
 
 def factory(loop: asyncio.AbstractEventLoop) -> Callable[[Any], socket.socket] | None:

@@ -52,10 +52,14 @@ def refused(record: Record, status: int, raw: bytes, retry_after: str | None) ->
 class StreamState:
     """What one streamed response has shown so far; turns into the record's fields in `finish`.
 
-    Feed it the events of each read with the read's arrival time (`time.perf_counter_ns()`), in order.
+    Feed it the events of each read with the read's arrival time (`time.perf_counter_ns()`), in order, and what is
+    known of that time: `kernel_timed` (the kernel's receive time, not the reader's clock), `early_ns` (how long
+    before the stamp bytes of this read may have arrived, for certain), `woke_ns` (when known, the stamp less the
+    wake-up that no byte of the read arrived sooner than, less the wake-up latency: see `harness.selector`), and
+    `ends_read` (the last event ended where the read did, so it arrived with the read's last segment, at the stamp).
     """
 
-    __slots__ = ("chars", "chat", "done", "origin", "record", "usage", "validate")
+    __slots__ = ("chars", "chat", "done", "loop_timed", "origin", "record", "usage", "validate")
 
     def __init__(self, record: Record, origin: int, validate: Callable[[Any], Any] | None, chat: bool) -> None:
         self.record = record
@@ -65,17 +69,33 @@ class StreamState:
         self.chars: list[int] = []
         self.usage: dict[str, Any] | None = None
         self.done = False
+        self.loop_timed: bool | None = None  # None until an event was timed
 
-    def events(self, events: list[tuple[bytes, bytes]], at_ns: int) -> None:
+    def events(
+        self,
+        events: list[tuple[bytes, bytes]],
+        at_ns: int,
+        *,
+        early_ns: int = 0,
+        woke_ns: int | None = None,
+        ends_read: bool = True,
+        kernel_timed: bool = False,
+    ) -> None:
+        if not events:
+            return
         record = self.record
         t = at_ns - self.origin
-        for name, data in events:
+        self.loop_timed = bool(self.loop_timed) or not kernel_timed
+        last = len(events) - 1
+        for i, (name, data) in enumerate(events):
+            early = 0 if i == last and ends_read else early_ns
             if self.done:
                 record.fail("protocol_error", f"data after [DONE]: {data[:80]!r}")
                 continue
             if data == DONE:
                 self.done = True
                 record.end_ns = t
+                record.end_early_ns = [early, woke_ns] if early else []
                 continue
             try:
                 chunk = orjson.loads(data)
@@ -96,9 +116,9 @@ class StreamState:
                     self.validate(chunk)
                 except fastjsonschema.JsonSchemaValueException as exc:
                     record.nonconformant(f"chunk {record.chunks_validated}: {exc.message}")
-            self._chunk(chunk, t)
+            self._chunk(chunk, t, early, woke_ns)
 
-    def _chunk(self, chunk: dict[str, Any], t: int) -> None:
+    def _chunk(self, chunk: dict[str, Any], t: int, early: int, woke: int | None) -> None:
         record = self.record
         if record.request_id is None and isinstance(chunk.get("id"), str):
             record.request_id = chunk["id"]
@@ -117,6 +137,8 @@ class StreamState:
         if isinstance(text, str) and text:
             if record.first_token_ns is None:
                 record.first_token_ns = t
+            if early:
+                record.chunk_early_ns.append([len(record.chunk_ns), early, woke])
             record.chunk_ns.append(t)
             self.chars.append(len(text))
         reason = choice.get("finish_reason")
@@ -125,6 +147,7 @@ class StreamState:
 
     def finish(self, truncated: bool, now_ns: int) -> None:
         record = self.record
+        record.kernel_timed = self.loop_timed is False
         if not self.done:
             record.end_ns = now_ns - self.origin
             if truncated:

@@ -138,7 +138,7 @@ def test_invalid_steps_are_refused() -> None:
 async def test_the_open_loop_sends_every_request_at_its_scheduled_time() -> None:
     fired: list[tuple[int, int, bool]] = []
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
         fired.append((seq, scheduled_ns, warm))
 
     step = rate_step(arrival="constant", rate=2000.0, requests=40, warmup_requests=2)
@@ -156,11 +156,11 @@ async def test_each_request_is_handed_over_ahead_and_written_by_its_release_when
     written: dict[int, int] = {}
     ours, theirs = socket.socketpair()
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
         handed[seq] = (time.perf_counter_ns(), scheduled_ns)
         assert release is not None
         data, fd = b"%d;" % seq, os.dup(ours.fileno())
-        if not release.hold(fd, data, functools.partial(written.__setitem__, seq), lambda n: None):
+        if not release.hold(fd, data, functools.partial(written.__setitem__, seq), lambda n, at: None):
             os.close(fd)
             written[seq] = time.perf_counter_ns()  # already due when it was handed over: write it now
             ours.sendall(data)
@@ -187,6 +187,11 @@ def test_a_release_writes_what_it_holds_once_and_a_cancelled_one_writes_nothing(
     theirs.setblocking(False)
     stamped: list[int] = []
     sent: list[int] = []
+    returned: list[int] = []
+
+    def wrote(count: int, at_ns: int) -> None:
+        sent.append(count)
+        returned.append(at_ns)
 
     def stamp(at_ns: int) -> None:
         # Told before the write: the response can come back before the pacer's thread runs again.
@@ -196,7 +201,7 @@ def test_a_release_writes_what_it_holds_once_and_a_cancelled_one_writes_nothing(
 
     try:
         release = Release()
-        assert release.hold(os.dup(ours.fileno()), b"abc", stamp, sent.append)
+        assert release.hold(os.dup(ours.fileno()), b"abc", stamp, wrote)
         with pytest.raises(BlockingIOError):  # nothing is written before it opens
             theirs.recv(16)
         before = time.perf_counter_ns()
@@ -204,13 +209,14 @@ def test_a_release_writes_what_it_holds_once_and_a_cancelled_one_writes_nothing(
         release.open()
         assert theirs.recv(16) == b"abc"
         assert len(stamped) == 1 and stamped[0] >= before and sent == [3]
+        assert returned[0] >= stamped[0]  # the write returned after its stamp: the send lies between the two
         late = os.dup(ours.fileno())
-        assert release.is_open and not release.hold(late, b"late", stamped.append, sent.append)
+        assert release.is_open and not release.hold(late, b"late", stamped.append, wrote)
         os.close(late)  # refused: still the caller's
 
         cancelled = Release()
         fd = os.dup(ours.fileno())
-        assert cancelled.hold(fd, b"never", stamped.append, sent.append)
+        assert cancelled.hold(fd, b"never", stamped.append, wrote)
         cancelled.cancel()
         cancelled.open()
         with pytest.raises(BlockingIOError):
@@ -226,7 +232,7 @@ def test_a_release_writes_what_it_holds_once_and_a_cancelled_one_writes_nothing(
 async def test_a_closed_loop_request_has_no_release_to_wait_for() -> None:
     releases: list[Release | None] = []
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
         releases.append(release)
 
     await run_step(StepPlan(0, "concurrency", concurrency=2, requests=4), fire)
@@ -238,7 +244,7 @@ async def test_a_concurrency_cap_holds_requests_without_moving_their_schedule() 
     peak = 0
     scheduled: list[int] = []
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
@@ -256,15 +262,18 @@ async def test_the_closed_loop_keeps_exactly_n_users_busy_until_the_count() -> N
     in_flight = 0
     peak = 0
     seqs: list[int] = []
+    users: set[int | None] = set()
 
-    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None) -> None:
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
         seqs.append(seq)
+        users.add(user)
         await asyncio.sleep(0)
         in_flight -= 1
 
     await run_step(StepPlan(0, "concurrency", concurrency=3, requests=10), fire)
     assert peak == 3
     assert sorted(seqs) == list(range(10))
+    assert users == {0, 1, 2}  # each request says which of the three users sent it

@@ -19,6 +19,7 @@ from aiohttp import web
 from harness.client import (
     ApiKey,
     Client,
+    Read,
     ClientConfig,
     _followed,
     _Outgoing,
@@ -177,7 +178,7 @@ class WatchedRelease(Release):
         super().__init__()
         self.held = asyncio.Event()
 
-    def hold(self, fd: int, data: bytes, stamp: Callable[[int], None], written: Callable[[int], None]) -> bool:
+    def hold(self, fd: int, data: bytes, stamp: Callable[[int], None], written: Callable[[int, int], None]) -> bool:
         taken = super().hold(fd, data, stamp, written)
         self.held.set()
         return taken
@@ -214,6 +215,10 @@ async def test_a_request_with_a_release_is_built_at_once_and_written_when_the_re
     assert record.sent_ns is not None and record.dispatched_ns is not None and record.headers_ns is not None
     assert record.dispatched_ns < opened_ns <= record.sent_ns <= record.headers_ns
     assert record.finish_reason == "stop" and len(record.chunk_ns) == 3
+    # The pacer's write returned after the stamp (the send lies between), and the record waited to hear of it;
+    # the answer may have been read before the pacer's thread ran again, so its headers can come first.
+    assert record.written_ns is not None and record.sent_ns <= record.written_ns
+    assert again.written_ns is not None and again.sent_ns is not None and again.sent_ns <= again.written_ns
 
 
 async def test_a_request_whose_release_opened_before_it_was_built_goes_at_once() -> None:
@@ -260,10 +265,11 @@ async def test_what_the_pacer_could_not_write_goes_after_it_in_order(went: int, 
         handler.transport.write(b"gh")  # after it: waits for the held bytes
         transport.write.assert_not_called()
         # The pacer's write: all of it, some of it, or none (the connection failed).
-        with mock.patch("harness.release.os.write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)):
+        with mock.patch("harness.release._write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)):
             await asyncio.to_thread(release.open)
         await asyncio.sleep(0)  # the loop's side of it
         assert handler.transport is transport and record.sent_ns is not None
+        assert record.written_ns is not None and record.written_ns >= record.sent_ns
         assert transport.write.call_args_list == ([mock.call(rest)] if rest else [])
     finally:
         ours.close()
@@ -285,8 +291,10 @@ async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_b
     handler.data_received(http_chunk(b"data: 2\n\n"))
     handler.data_received(b"0\r\n\r\n")  # the end: no body bytes, no arrival
     assert first is not None and [fed for _, fed in handler.arrivals] == [9, 18]
-    (t1, _), (t2, _) = handler.arrivals
-    assert handler.headers_ns == t1 and t2 - t1 >= 2_000_000
+    (r1, _), (r2, _) = handler.arrivals
+    assert handler.headers_ns == r1.at_ns and r2.at_ns - r1.at_ns >= 2_000_000
+    # Not a kernel-timed socket: each read's window starts at the read before it.
+    assert not r1.kernel_timed and r2.floor_ns == r1.at_ns
     handler.data_received(head + http_chunk(b"data: 3\n\n"))  # the next response on the connection: its own reads
     assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
 
@@ -303,9 +311,9 @@ async def test_a_followed_body_is_handed_over_read_by_read_with_the_time_each_wa
     handler.data_received(head + http_chunk(b"data: 1\n\n"))
     await asyncio.sleep(0.002)
     handler.data_received(http_chunk(b"data: 2\n\n"))
-    read_at = [t for t, _ in handler.arrivals]
+    read_at = [r.at_ns for r, _ in handler.arrivals]
     reads: list[tuple[bytes, int]] = []
-    handler.follow(lambda data, at: reads.append((data, at)))
+    handler.follow(lambda data, read: reads.append((data, read.at_ns)))
     # What came before the task followed: each read with the time it was read, not the time of the hand-over.
     assert reads == [(b"data: 1\n\n", read_at[0]), (b"data: 2\n\n", read_at[1])]
     assert read_at[1] - read_at[0] >= 2_000_000
@@ -330,12 +338,12 @@ async def test_parsing_one_response_does_not_delay_the_timestamp_of_another_read
     other.data_received(head)
     parsed: dict[str, tuple[int, int]] = {}
 
-    def slow_feed(data: bytes, at: int) -> None:
+    def slow_feed(data: bytes, read: Read) -> None:
         time.sleep(0.005)  # a long parse (validation of a large chunk, say)
-        parsed["slow"] = (at, time.perf_counter_ns())
+        parsed["slow"] = (read.at_ns, time.perf_counter_ns())
 
     slow.follow(slow_feed)
-    other.follow(lambda data, at: parsed.setdefault("other", (at, time.perf_counter_ns())))
+    other.follow(lambda data, read: parsed.setdefault("other", (read.at_ns, time.perf_counter_ns())))
     slow.data_received(http_chunk(b"data: 1\n\n"))  # both sockets ready in the same turn of the loop
     other.data_received(http_chunk(b"data: 2\n\n"))
     await asyncio.sleep(0)
