@@ -313,6 +313,8 @@ class _Run:
             final = Usage(len(self.prompt.token_ids), tokens)
             if (usage_chunk := chunks.usage_chunk(final)) is not None:
                 await emit(usage_chunk, False)
+            if trace is not None:  # stamped as it is written, as the chunks are: not after the write yields
+                trace.end_ns = time.perf_counter_ns()
             await resp.write(fault.done() if fault is not None else DONE)
             await resp.write_eof()
             self.completed = True
@@ -330,8 +332,6 @@ class _Run:
             with contextlib.suppress(ConnectionResetError):
                 await resp.write(sse(error.envelope()))
             return resp
-        if trace is not None:
-            trace.end_ns = time.perf_counter_ns()
         self._account(Usage(len(self.prompt.token_ids), tokens), first_token_s)
         return resp
 
