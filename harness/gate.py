@@ -44,6 +44,8 @@ _TABLE_BOUNDS: dict[str, tuple[tuple[str, ...], Literal["max", "min"]]] = {
     "error_rate_max": (("rates", "error"), "max"),
     "rate_limited_rate_max": (("rates", "rate_limited"), "max"),
     "chunk_conformance_error_rate_max": (("rates", "conformance_error"), "max"),
+    "starved_users_max": (("service", "starved_users"), "max"),
+    "wait_for_service_p99_ms_max": (("service", "wait_for_service_ms", "p99"), "max"),
 }
 _RUN_BOUNDS: dict[str, tuple[tuple[str, ...], Literal["max", "min"]]] = {
     f"timing_error_{m}_{q}_ms_max": (("timing_error_ms", m, q), "max") for m in ("ttft", "itl") for q in ("p50", "p99")
@@ -116,9 +118,11 @@ def load_summary(path: Path, what: str) -> dict[str, Any]:
     except (OSError, orjson.JSONDecodeError) as exc:
         raise Unusable(f"{what} {path}: {exc}") from exc
     _validated(summary, "summary.json", f"{what} {path}")
-    if summary["validity"]["verdict"] != "VALID":
+    verdict = summary["validity"]["verdict"]
+    if verdict != "VALID":
         reasons = "; ".join(summary["validity"]["reasons"]) or "no reason given"
-        raise Unusable(f"{what} {summary['run_id']} is INVALID (the client was the bottleneck: {reasons})")
+        why = "its numbers cannot be trusted" if verdict == "INVALID" else "it measured nothing"
+        raise Unusable(f"{what} {summary['run_id']} is {verdict} ({why}: {reasons})")
     return dict(summary)
 
 
@@ -233,7 +237,7 @@ def _samples(directory: Path, what: str) -> dict[str, metrics.Floats]:
         rd = rundir.load(directory)
     except (ValueError, OSError) as exc:
         raise Unusable(f"{what}: per-request records are needed beside the summary ({exc})") from exc
-    return metrics.latency_samples(rd.run.requests)
+    return metrics.latency_samples(rd.run)
 
 
 def junit(verdict: Verdict) -> bytes:

@@ -19,24 +19,30 @@ Definitions (all latencies in milliseconds; only measured, non-warm-up requests 
 - Limit behaviour: closed-loop steps at or below the per-key concurrency limit must meet no 429, steps above it
   (every key over its limit) must meet some; steps in between (several keys) are not judged. Unlike every other
   figure it counts warm-up requests too: the limit holds at every moment, and a step's first 429s come at its start.
-- Timing error: |measured − ground truth| for TTFT per request and ITL per gap, against the server's own traces.
+- Timing error: |measured − ground truth| for TTFT per request and ITL per gap, against the server's own traces;
+  and per statistic, the measured statistic against the ground truth's over the same requests, beside its bound.
+- Which requests a step measures, and its service figures (starved users, waits, fairness): `harness.service`.
+- Every latency statistic and throughput carries its error bound: how far the client may have moved it
+  (`harness.bounds`, which states the model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from harness import bounds, service
 from harness.records import ERROR_KINDS, Record, RunFile, StepInfo
+from harness.stats import PERCENTILES, STATS, Floats, distribution, jain_index, nearest_rank
+from harness.stats import round6 as _round
 from harness.truth import Truth
 
-Floats = npt.NDArray[np.float64]
-PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99_9", 99.9))
+__all__ = ["PERCENTILES", "Floats", "Slo", "distribution", "jain_index", "nearest_rank", "summarize"]
 _NAN = float("nan")
 KNEE_FRACTION = 0.9
 
@@ -66,46 +72,13 @@ class Slo:
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
 
-def distribution(values: Iterable[float] | Floats) -> dict[str, Any]:
-    """Count, mean, min, exact percentiles and max of the finite values (None for each when there are none)."""
-    a = np.asarray(values, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    out: dict[str, Any] = {"count": int(a.size)}
-    if a.size == 0:
-        return out | {"mean": None, "min": None} | {name: None for name, _ in PERCENTILES} | {"max": None}
-    out["mean"] = _round(float(a.mean()))
-    out["min"] = _round(float(a.min()))
-    for name, q in PERCENTILES:
-        out[name] = _round(float(nearest_rank(a, q)))
-    out["max"] = _round(float(a.max()))
-    return out
-
-
-def nearest_rank(values: Floats, q: float, axis: int | None = None) -> Any:
-    """The exact q-th percentile (0–100): the smallest sample with at least q% of the samples at or below it."""
-    return np.percentile(values, q, axis=axis, method="inverted_cdf")
-
-
-def jain_index(values: Sequence[float]) -> float | None:
-    """(Σx)² / (n·Σx²): 1 when every key got the same, 1/n when one key got everything."""
-    x = np.asarray(values, dtype=np.float64)
-    squares = float((x * x).sum())
-    if x.size == 0 or squares == 0:
-        return None
-    return _round(float(x.sum()) ** 2 / (x.size * squares))
-
-
-def _round(value: float) -> float:
-    return round(value, 6)
-
-
 def _nullable(values: Iterable[int | None]) -> Floats:
     return np.array([_NAN if v is None else float(v) for v in values], dtype=np.float64)
 
 
 def _first_sent(records: Sequence[Record]) -> Floats:
     """When each request was first written: before the waits of its 429 retries, which are throttling."""
-    return _nullable(None if r.sent_ns is None else r.sent_ns - r.throttled_ns for r in records)
+    return _nullable(bounds.first_sent_ns(r) for r in records)
 
 
 def request_frame(records: Sequence[Record]) -> pd.DataFrame:
@@ -164,23 +137,9 @@ def _rejections(r: Record) -> int:
     return max(0, r.attempts - 1) + (1 if r.status == 429 else 0)
 
 
-def itl_samples(records: Iterable[Record]) -> Floats:
+def itl_samples(records: Sequence[Record]) -> Floats:
     """Inter-token latencies (ms) of the given requests, per token (see the module's definitions)."""
-    parts: list[Floats] = []
-    for r in records:
-        if len(r.chunk_ns) < 2:
-            continue
-        at = np.asarray(r.chunk_ns, dtype=np.int64)
-        tokens = np.asarray(r.chunk_tokens, dtype=np.int64)
-        if len(tokens) != len(at):
-            tokens = np.ones(len(at), dtype=np.int64)
-        keep = tokens > 0
-        at, tokens = at[keep], tokens[keep]
-        if len(at) < 2:
-            continue
-        per_token = np.diff(at) / tokens[1:] / 1e6
-        parts.append(np.repeat(per_token, tokens[1:]))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+    return bounds.itl(records, bounds.Estimates.none(len(records))).value
 
 
 def _meets(frame: pd.DataFrame, slo: Slo | None) -> pd.Series:
@@ -203,8 +162,60 @@ def _rate(n: int, span_ns: float) -> float | None:
     return _round((n - 1) / (span_ns / 1e9)) if n > 1 and span_ns > 0 else None
 
 
-def _table(frame: pd.DataFrame, records: Sequence[Record], window_s: float, slo: Slo | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Measured requests to summarize together, with what their bounds need: per request, what its step measured
+    of the client and the client's lateness (ms); and the relative error of the load the client offered."""
+
+    frame: pd.DataFrame
+    records: Sequence[Record]
+    estimates: bounds.Estimates
+    lateness_ms: Floats
+    window_s: float
+    load_error: float | None  # None: not known (a whole run's table sums its steps' throughput bounds instead)
+
+
+def _bounded(dist: dict[str, Any], samples: bounds.Samples) -> dict[str, Any]:
+    limits, causes = samples.bounds()
+    return dist | {"bounds": limits, "causes": causes}
+
+
+def _latency(g: _Group) -> dict[str, Any]:
+    """The latency distributions of the successful requests, each statistic with its error bound."""
+    fine = g.frame["ok"].to_numpy(dtype=bool)
+    ok = g.frame[fine]
+    records = [r for r, keep in zip(g.records, fine, strict=True) if keep]
+    est, late = g.estimates[fine], g.lateness_ms[fine]
+    w = bounds.Widths.of(records, est, late)
+
+    def column(name: str) -> Floats:
+        values: Floats = ok[name].to_numpy(dtype=np.float64)
+        return values
+
+    ttft, e2e, e2e_s, tpot = column("ttft_ms"), column("e2e_ms"), column("e2e_from_scheduled_ms"), column("tpot_ms")
+    itl = bounds.itl(records, est)
+    return {
+        "ttft": _bounded(distribution(ttft), bounds.ttft(ttft, w)),
+        "itl": _bounded(distribution(itl.value), itl),
+        "tpot": _bounded(distribution(tpot), bounds.tpot(tpot, w, column("completion_tokens"))),
+        "e2e": _bounded(distribution(e2e), bounds.e2e(e2e, w)),
+        "e2e_from_scheduled": _bounded(distribution(e2e_s), bounds.e2e_from_scheduled(e2e_s, w)),
+        "dispatch_delay": distribution(g.frame["dispatch_delay_ms"].to_numpy()),
+    }
+
+
+def _first_error(records: Sequence[Record]) -> dict[str, Any] | None:
+    """The earliest failure other than a 429: what a run that measured nothing is told first."""
+    failed = [r for r in records if r.error_kind not in (None, "rate_limited")]
+    if not failed:
+        return None
+    first = min(failed, key=lambda r: r.end_ns if r.end_ns is not None else r.scheduled_ns)
+    return {"status": first.status, "kind": first.error_kind, "detail": first.error_detail}
+
+
+def _table(g: _Group, slo: Slo | None) -> dict[str, Any]:
     """The metrics of one group of measured requests over a window of `window_s` seconds."""
+    frame, records, window_s = g.frame, g.records, g.window_s
     ok = frame[frame["ok"]]
     n = len(frame)
     streamed = int(frame["streamed"].sum())
@@ -213,9 +224,16 @@ def _table(frame: pd.DataFrame, records: Sequence[Record], window_s: float, slo:
     failed = len(errors) - rate_limited
     good = int(_meets(frame, slo).sum())
     per_s = 1.0 / window_s if window_s > 0 else 0.0
-    ok_records = [r for r, fine in zip(records, frame["ok"].to_numpy(), strict=True) if fine]
-    sent = frame["sent_ns"].dropna().to_numpy()
+    sent = _first_sent(records)
+    sent = sent[np.isfinite(sent)]
     scheduled = frame["scheduled_ns"].to_numpy()
+    throughput = {
+        "requests_per_s": _round(len(ok) * per_s),
+        "output_tokens_per_s": _round(float(ok["completion_tokens"].sum()) * per_s),
+        "input_tokens_per_s": _round(float(ok["prompt_tokens"].sum()) * per_s),
+        "chunks_per_s": _round(float(frame["chunks"].sum()) * per_s),
+        "goodput_requests_per_s": _round(good * per_s),
+    }
     table: dict[str, Any] = {
         "window_s": _round(window_s),
         "requests": {
@@ -231,24 +249,15 @@ def _table(frame: pd.DataFrame, records: Sequence[Record], window_s: float, slo:
             "rate_limited": _round(rate_limited / n) if n else None,
             "conformance_error": _round(int((frame["conformance_errors"] > 0).sum()) / streamed) if streamed else None,
         },
+        "first_error": _first_error(records),
         "throttled_s": _round(float(frame["throttled_ms"].sum()) / 1e3),
         "responses_429": int(frame["responses_429"].sum()),
-        "throughput": {
-            "requests_per_s": _round(len(ok) * per_s),
-            "output_tokens_per_s": _round(float(ok["completion_tokens"].sum()) * per_s),
-            "input_tokens_per_s": _round(float(ok["prompt_tokens"].sum()) * per_s),
-            "chunks_per_s": _round(float(frame["chunks"].sum()) * per_s),
-            "goodput_requests_per_s": _round(good * per_s),
-        },
+        "throughput": throughput,
+        "throughput_bounds": None
+        if g.load_error is None
+        else {name: _round(value * g.load_error) for name, value in throughput.items()},
         "goodput_fraction": _round(good / n) if n else None,
-        "latency_ms": {
-            "ttft": distribution(ok["ttft_ms"].to_numpy()),
-            "itl": distribution(itl_samples(ok_records)),
-            "tpot": distribution(ok["tpot_ms"].to_numpy()),
-            "e2e": distribution(ok["e2e_ms"].to_numpy()),
-            "e2e_from_scheduled": distribution(ok["e2e_from_scheduled_ms"].to_numpy()),
-            "dispatch_delay": distribution(frame["dispatch_delay_ms"].to_numpy()),
-        },
+        "latency_ms": _latency(g),
         "tokens": {
             "prompt": distribution(ok["prompt_tokens"].to_numpy()),
             "completion": distribution(ok["completion_tokens"].to_numpy()),
@@ -300,6 +309,39 @@ def _load(steps: Sequence[StepInfo]) -> dict[str, Any]:
     }
 
 
+def loop_estimate_ms(step: StepInfo) -> float:
+    """How late the step's loop may have read a socket it did not have the kernel time: its largest lag seen."""
+    return max(step.loop_lag_ns, default=0) / 1e6
+
+
+def _offered(step: StepInfo, records: Sequence[Record], measured: Sequence[Record]) -> dict[str, Any] | None:
+    """The load the client really offered, against the load asked for, and its relative error (`harness.bounds`)."""
+    if step.mode == "concurrency":
+        users = step.concurrency or 0
+        end = max(step.dispatch_end_ns, step.measure_start_ns)
+        idle = bounds.idle_share(records, users, step.measure_start_ns, end)
+        if idle is None:
+            return None
+        return {
+            "mode": "concurrency",
+            "asked": users,
+            "value": _round(users * (1 - idle)),
+            "bound": _round(users * idle),
+            "relative_error": idle,
+        }
+    found = bounds.rate_error(measured, capped=step.max_concurrency is not None)
+    if found is None:
+        return None
+    asked, achieved, error = found
+    return {
+        "mode": "rate",
+        "asked": asked,
+        "value": achieved,
+        "bound": _round(abs(achieved - asked)),
+        "relative_error": error,
+    }
+
+
 def summarize(
     run: RunFile,
     slo: Slo | None = None,
@@ -312,19 +354,31 @@ def summarize(
     With the target's per-key `concurrency_limit` it says whether the limit showed as it should; with the
     server's ground truth, how far the measured timings are from it.
     """
-    measured = [r for r in run.requests if not r.warmup]
+    measured = service.measured(run.requests, run.steps)
     frame = request_frame(measured)
     by_step: dict[int, list[int]] = {}
     for i, r in enumerate(measured):
         by_step.setdefault(r.step, []).append(i)
+    loop_ms, wake_ms = np.zeros(len(measured)), np.zeros(len(measured))
+    lateness = np.zeros(len(measured))
     steps: list[dict[str, Any]] = []
     total_window = 0.0
     for step in run.steps:
         rows = by_step.get(step.step, [])
+        ours = [measured[i] for i in rows]
+        loop_ms[rows] = loop_estimate_ms(step)
+        wake_ms[rows] = step.wake_ns / 1e6
+        lateness[rows] = bounds.lateness_ms(ours, capped=step.mode != "concurrency" and bool(step.max_concurrency))
         sub = frame.iloc[rows]
         window = _window_s(step, sub)
         total_window += window
-        table = _table(sub, [measured[i] for i in rows], window, slo)
+        everything = [r for r in run.requests if r.step == step.step]
+        offered = _offered(step, everything, ours)
+        error = None if offered is None else float(offered["relative_error"])
+        group = _Group(sub, ours, bounds.Estimates(loop_ms[rows], wake_ms[rows]), lateness[rows], window, error)
+        table = _table(group, slo)
+        taken = {id(r) for r in ours}
+        warm = [r for r in everything if id(r) not in taken]
         header = {
             "step": step.step,
             "label": step.label,
@@ -335,12 +389,16 @@ def summarize(
             "arrival": step.arrival,
             "burstiness": step.burstiness,
             "max_concurrency": step.max_concurrency,
-            "warmup_requests": len(warm := [r for r in run.requests if r.warmup and r.step == step.step]),
+            "warmup_requests": len(warm),
             "warmup_responses_429": sum(_rejections(r) for r in warm),
             "warmup_errors": sum(1 for r in warm if r.error_kind not in (None, "rate_limited")),
         }
-        steps.append(header | table | {"load": _load([step])})
-    overall = _table(frame, measured, total_window, slo) | {"load": _load(run.steps)}
+        extra = {"load": _load([step]), "offered": offered, "service": service.service(step, everything, ours)}
+        steps.append(header | table | extra)
+    estimates = bounds.Estimates(loop_ms, wake_ms)
+    overall = _table(_Group(frame, measured, estimates, lateness, total_window, None), slo)
+    overall["throughput_bounds"] = _summed_bounds(steps, total_window)
+    overall |= {"load": _load(run.steps), "offered": None, "service": service.overall(steps, measured)}
     return {
         "version": 1,
         "run_id": run.run.run_id,
@@ -353,7 +411,18 @@ def summarize(
         "overall": overall,
         "knee": knee(steps),
         "limit": None if concurrency_limit is None else limit_behaviour(steps, concurrency_limit, _keys(measured)),
-        "timing_error_ms": timing_errors(measured, truth) if truth else None,
+        "timing_error_ms": timing_errors(measured, truth, estimates) if truth else None,
+    }
+
+
+def _summed_bounds(steps: Sequence[Mapping[str, Any]], window_s: float) -> dict[str, float] | None:
+    """A whole run's throughput bound: each step's, weighted by its window (the run's rate is their weighted sum)."""
+    if window_s <= 0 or any(s["throughput_bounds"] is None for s in steps if s["window_s"] > 0):
+        return None
+    names = steps[0]["throughput"].keys() if steps else ()
+    return {
+        name: _round(sum(s["throughput_bounds"][name] * s["window_s"] for s in steps if s["window_s"] > 0) / window_s)
+        for name in names
     }
 
 
@@ -410,6 +479,7 @@ def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 
                 "requests": s["requests"]["total"] + int(s["warmup_requests"]),
                 "honoured": honoured,
             }
+            | _service_columns(s.get("service"))
         )
     if not judged:
         return None
@@ -426,34 +496,106 @@ def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 
     }
 
 
-def timing_errors(records: Iterable[Record], truth: Mapping[str, Truth]) -> dict[str, Any]:
-    """|measured − true| TTFT per request and ITL per gap, for the successful requests the server traced.
+def _service_columns(figures: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the limit section shows beside the 429s: who got nothing, how long service took, who was left waiting."""
+    if not figures:
+        return {}
+    wait = figures["wait_for_service_ms"]
+    return {
+        "starved_users": figures["starved_users"],
+        "wait_for_service_p99_ms": wait["p99"],
+        "wait_for_service_max_ms": wait["max"],
+        "unserved_at_end": figures["unserved_at_end"]["count"],
+        "fairness_users": figures["fairness_users"],
+    }
 
-    Both sides are differences of one clock each, so the client's and the server's origins cancel.
+
+def timing_errors(
+    records: Sequence[Record], truth: Mapping[str, Truth], estimates: bounds.Estimates | None = None
+) -> dict[str, Any]:
+    """|measured − true| TTFT per request and ITL per gap, for the measured successful requests the server traced;
+    and `cells`: per statistic of TTFT, ITL, TPOT and E2E over those requests, the measured and the true statistic,
+    their difference and the bound the client gave it — `covered` when the bound holds the difference.
+
+    Both sides are differences of one clock each, so the client's and the server's origins cancel. `estimates` are
+    what each record's step measured of its client, as the summary's bounds use them.
     """
-    ttft: list[float] = []
-    itl: list[Floats] = []
-    matched = unmatched = 0
-    for r in records:
-        if r.error_kind is not None or r.warmup:
+    est = estimates if estimates is not None else bounds.Estimates.none(len(records))
+    pairs: list[tuple[Record, Truth, int]] = []
+    unmatched = 0
+    for i, r in enumerate(records):
+        if r.error_kind is not None:
             continue
         t = truth.get(r.request_id or "")
         if t is None or r.first_token_ns is None or r.sent_ns is None or len(r.chunk_ns) != len(t.token_chunk_ns):
             unmatched += 1
             continue
-        matched += 1
-        ttft.append(abs((r.first_token_ns - r.sent_ns) - (t.token_chunk_ns[0] - t.received_ns)) / 1e6)
-        measured = np.diff(np.asarray(r.chunk_ns, dtype=np.int64))
-        true = np.diff(np.asarray(t.token_chunk_ns, dtype=np.int64))
-        itl.append(np.abs(measured - true) / 1e6)
+        pairs.append((r, t, i))
+    ttft = [
+        abs((r.first_token_ns or 0) - (r.sent_ns or 0) - (t.token_chunk_ns[0] - t.received_ns)) / 1e6
+        for r, t, _ in pairs
+    ]
+    itl = [
+        np.abs(np.diff(np.asarray(r.chunk_ns, dtype=np.int64)) - np.diff(np.asarray(t.token_chunk_ns, dtype=np.int64)))
+        / 1e6
+        for r, t, _ in pairs
+    ]
     gaps = np.concatenate(itl) if itl else np.empty(0, dtype=np.float64)
-    return {"matched": matched, "unmatched": unmatched, "ttft": distribution(ttft), "itl": distribution(gaps)}
+    return {
+        "matched": len(pairs),
+        "unmatched": unmatched,
+        "ttft": distribution(ttft),
+        "itl": distribution(gaps),
+        "cells": _truth_cells(pairs, est),
+    }
 
 
-def latency_samples(records: Sequence[Record]) -> dict[str, Floats]:
+def _truth_cells(pairs: Sequence[tuple[Record, Truth, int]], estimates: bounds.Estimates) -> dict[str, Any]:
+    """Measured against true statistics over the same requests, each with the measured one's bound."""
+    if not pairs:
+        return {}
+    records = [r for r, _, _ in pairs]
+    est = estimates[[i for _, _, i in pairs]]
+    frame = request_frame(records)
+    w = bounds.Widths.of(records, est, np.zeros(len(records)))
+    tokens = frame["completion_tokens"].to_numpy(dtype=np.float64)
+    true_ttft = np.array([(t.token_chunk_ns[0] - t.received_ns) / 1e6 for _, t, _ in pairs])
+    true_span = np.array([(t.token_chunk_ns[-1] - t.token_chunk_ns[0]) / 1e6 for _, t, _ in pairs])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        true_tpot = np.where(tokens > 1, true_span / (tokens - 1), np.nan)
+    true_e2e = np.array([_NAN if t.end_ns is None else (t.end_ns - t.received_ns) / 1e6 for _, t, _ in pairs])
+    true_chunks = [dataclasses.replace(r, chunk_ns=list(t.token_chunk_ns)) for r, t, _ in pairs]
+    measured_itl = bounds.itl(records, est)
+    ttft, tpot, e2e = (frame[c].to_numpy(dtype=np.float64) for c in ("ttft_ms", "tpot_ms", "e2e_ms"))
+    return {
+        "ttft": _cells(bounds.ttft(ttft, w), true_ttft),
+        "itl": _cells(measured_itl, bounds.itl(true_chunks, est).value),
+        "tpot": _cells(bounds.tpot(tpot, w, tokens), true_tpot),
+        "e2e": _cells(bounds.e2e(e2e, w), true_e2e),
+    }
+
+
+def _cells(samples: bounds.Samples, true: Floats) -> dict[str, Any]:
+    keep = np.isfinite(samples.value) & np.isfinite(true)
+    if not keep.any():
+        return {}
+    part = bounds.Samples(
+        samples.value[keep], {c: v[keep] for c, v in samples.down.items()}, {c: v[keep] for c, v in samples.up.items()}
+    )
+    limits, _ = part.bounds()
+    measured, actual = distribution(part.value), distribution(true[keep])
+    out: dict[str, Any] = {}
+    for name in STATS:
+        m, t, b = measured[name], actual[name], limits[name]
+        error = _round(abs(m - t))
+        out[name] = {"measured": m, "true": t, "error": error, "bound": b, "covered": b is not None and error <= b}
+    return out
+
+
+def latency_samples(run: RunFile) -> dict[str, Floats]:
     """Per-request samples of the successful measured requests (TTFT, TPOT, E2E in ms; prompt and output
     tokens), and ITL per token: what CDFs are drawn from and what a baseline comparison resamples."""
-    ok = [r for r in records if r.error_kind is None and not r.warmup]
+    ok = [r for r in service.measured(run.requests, run.steps) if r.error_kind is None]
     frame = request_frame(ok)
     out: dict[str, Floats] = {
         name: frame[column].to_numpy(dtype=np.float64)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from harness import html, metrics, plots, rundir, tables
+from harness import html, metrics, plots, rundir, tables, validity
 from harness.metrics import Slo
 from harness.tables import Table
 
@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency-limit",
         type=int,
         help="the target's per-key limit (default: as recorded with the run or by its conformance result)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="error-bound tolerance for the verdict, e.g. ttft=2ms or itl=2%% (repeatable; default: as kept)",
     )
 
 
@@ -71,6 +78,7 @@ def build(
     output_dir: Path | None = None,
     slo: Slo | None = None,
     limit: int | None = None,
+    tolerances: validity.Tolerances | None = None,
 ) -> Written:
     """Summarize every run, then write the report; ValueError when a run cannot be read."""
     names = _labels(directories, labels)
@@ -80,14 +88,14 @@ def build(
     summaries: list[Path] = []
     for directory, label in zip(directories, names, strict=True):
         rd = rundir.load(directory)
-        summary = rundir.summarize(rd, slo, limit)
+        summary = rundir.summarize(rd, slo, limit, tolerances)
         summaries.append(rundir.write_summary(directory, summary))
         run_limit = summary["limit"]["concurrency_limit"] if summary.get("limit") else None
         frame = metrics.timeline(rd.run)
         parts.append(
             html.RunPart(label, summary, rd.conformance, plots.timeline(frame, rd.run.steps, run_limit, label))
         )
-        samples.append((label, metrics.latency_samples(rd.run.requests)))
+        samples.append((label, metrics.latency_samples(rd.run)))
     figures = html.Figures(
         plots.cdfs(samples), plots.sweep([(p.label, p.summary) for p in parts]), plots.lengths(samples)
     )
@@ -162,7 +170,8 @@ def markdown(summaries: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> s
 
 def run(args: argparse.Namespace) -> int:
     try:
-        written = build(args.runs, args.labels, args.output_dir, args.slo, args.concurrency_limit)
+        tolerances = validity.Tolerances.parse(args.tolerance) if args.tolerance else None
+        written = build(args.runs, args.labels, args.output_dir, args.slo, args.concurrency_limit, tolerances)
     except (ValueError, OSError, orjson.JSONDecodeError) as exc:
         print(f"harness report: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import bench, check, gate, report, rundir, truth
+from harness import bench, check, gate, report, rundir, truth, validity
 from harness.bench import Resolved
 from harness.client import ApiKey
 from harness.progress import Progress
@@ -76,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("report and gate")
     out.add_argument("--thresholds", type=Path, help="gate thresholds (default: the shipped gate_default.toml)")
     out.add_argument("--baseline", type=Path, help="a baseline summary.json to compare with")
+    out.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="error-bound tolerance for the verdict, e.g. ttft=2ms or itl=2%% (repeatable; default: 1 ms or 1%%)",
+    )
     out.add_argument("--output-dir", type=Path, default=Path("reports"))
     out.add_argument("--run-id")
     out.add_argument("--no-progress", dest="progress", action="store_false")
@@ -174,7 +181,8 @@ def _job(args: argparse.Namespace, t: Resolved, key_2: str | None, defaults: Def
     else:
         _say(4, "ground truth: not available from this endpoint")
     _say(5, "report")
-    written = report.build([directory], limit=args.concurrency_limit)
+    tolerances = validity.Tolerances.parse(args.tolerance)
+    written = report.build([directory], limit=args.concurrency_limit, tolerances=tolerances)
     _say(6, "gate")
     verdict = gate.evaluate(directory / rundir.SUMMARY_FILE, args.thresholds, args.baseline)
     print(gate.write(verdict, directory / rundir.SUMMARY_FILE, None, None))
@@ -195,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    validity.Tolerances.parse(args.tolerance)  # a bad one stops the job before anything starts (ValueError: exit 2)
     args.run_id = args.run_id or new_run_id()
     directory = args.output_dir / args.run_id
     if args.base_url:

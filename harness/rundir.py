@@ -184,14 +184,22 @@ def concurrency_limit(rd: RunDir) -> int | None:
     return None
 
 
-def summarize(rd: RunDir, slo: Slo | None = None, limit: int | None = None) -> dict[str, Any]:
+def _kept_tolerances(previous: dict[str, Any] | None) -> validity.Tolerances:
+    """The tolerances an earlier summary of the run was judged with (else the defaults)."""
+    kept = ((previous or {}).get("validity") or {}).get("tolerances")
+    return validity.Tolerances.from_dict(kept) if isinstance(kept, dict) else validity.Tolerances()
+
+
+def summarize(
+    rd: RunDir, slo: Slo | None = None, limit: int | None = None, tolerances: validity.Tolerances | None = None
+) -> dict[str, Any]:
     """The full summary of the run: metrics, validity, limit behaviour, timing error and conformance."""
     if slo is None and rd.previous and rd.previous.get("slo"):
         slo = Slo(**rd.previous["slo"])
     summary = metrics.summarize(
         rd.run, slo, concurrency_limit=limit if limit is not None else concurrency_limit(rd), truth=rd.truth
     )
-    summary = validity.apply(summary, validity.Limits())
+    summary = validity.apply(summary, tolerances or _kept_tolerances(rd.previous))
     summary["conformance"] = _conformance(rd)
     summary["sources"] = [p.name for p in rd.files]
     return summary

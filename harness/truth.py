@@ -32,6 +32,7 @@ class Truth:
     request_id: str
     received_ns: int
     token_chunk_ns: tuple[int, ...]
+    end_ns: int | None = None  # when the server wrote the end of the response ([DONE] and its last chunk)
 
 
 def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
@@ -44,7 +45,13 @@ def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
     if first not in chunks:
         return None
     # The chat role chunk that precedes the first token carries no content; the client does not count it either.
-    return Truth(request_id, received, tuple(int(c) for c in chunks[chunks.index(first) :]))
+    end = trace.get("end_ns")
+    return Truth(
+        request_id,
+        received,
+        tuple(int(c) for c in chunks[chunks.index(first) :]),
+        end if isinstance(end, int) else None,
+    )
 
 
 async def fetch(root_url: str, api_key: str, records: Iterable[Record], parallel: int = 16) -> list[Truth]:
@@ -86,5 +93,7 @@ def read(path: Path) -> dict[str, Truth]:
     for line in path.read_bytes().splitlines():
         if line.strip():
             obj = orjson.loads(line)
-            out[obj["request_id"]] = Truth(obj["request_id"], obj["received_ns"], tuple(obj["token_chunk_ns"]))
+            out[obj["request_id"]] = Truth(
+                obj["request_id"], obj["received_ns"], tuple(obj["token_chunk_ns"]), obj.get("end_ns")
+            )
     return out

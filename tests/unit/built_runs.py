@@ -54,7 +54,9 @@ def step_info(run_id: str, index: int, users: int, end_ms: int, start_ms: int, l
     )
 
 
-def ok_request(step: int, index: int, sent_ms: float, ttft_ms: float, gaps_ms: list[float]) -> Record:
+def ok_request(
+    step: int, index: int, sent_ms: float, ttft_ms: float, gaps_ms: list[float], kernel_timed: bool = True
+) -> Record:
     sent = round(sent_ms * MS)
     chunks = [sent + round(ttft_ms * MS)]
     for gap in gaps_ms:
@@ -79,6 +81,7 @@ def ok_request(step: int, index: int, sent_ms: float, ttft_ms: float, gaps_ms: l
         max_tokens=len(chunks),
         request_id=f"req-{index}",
         attempts=1,
+        kernel_timed=kernel_timed,
     )
 
 
@@ -161,9 +164,12 @@ def summarized(directory: Path, limit: int | None = 30) -> Path:
     return rundir.write_summary(directory, rundir.summarize(rundir.load(directory), limit=limit))
 
 
-def noisy_run(seed: int, scale: float = 1.0, n: int = 600, lag_ms: float = 1.0, **target: str) -> RunFile:
+def noisy_run(
+    seed: int, scale: float = 1.0, n: int = 600, lag_ms: float = 1.0, kernel_timed: bool = True, **target: str
+) -> RunFile:
     """A sweep 8, 40 of `n` successful requests per step with seeded lognormal TTFT (median 100 ms) and ITL (10 ms);
-    the 40-user step also meets 10 429s. Every latency is multiplied by `scale`."""
+    the 40-user step also meets 10 429s. Every latency is multiplied by `scale`. Its reads are timed by the kernel
+    unless `kernel_timed` is False: then by the client's loop, whose lag (`lag_ms`) bounds their error."""
     rng = np.random.default_rng(seed)
     info = RunInfo("run", "2026-01-01T00:00:00.000+00:00", 1_767_225_600 * 10**9, ORIGIN_NS,
                    target=TARGET | target, config=CONFIG | {"steps": ["concurrency=8", "concurrency=40"]})  # fmt: skip
@@ -172,7 +178,7 @@ def noisy_run(seed: int, scale: float = 1.0, n: int = 600, lag_ms: float = 1.0, 
         for i in range(n):
             ttft = float(rng.lognormal(np.log(100), 0.25)) * scale
             gaps = [float(g) * scale for g in rng.lognormal(np.log(10), 0.1, size=15)]
-            requests.append(ok_request(step, len(requests), 100_000 * step + 20 * i, ttft, gaps))
+            requests.append(ok_request(step, len(requests), 100_000 * step + 20 * i, ttft, gaps, kernel_timed))
     requests += [rejected(1, len(requests) + i, 100_000 + 50 * i) for i in range(10)]
     steps = [
         dataclasses.replace(step_info("run", 0, 8, 100_000, 0, lag_ms), label="concurrency=8"),

@@ -42,7 +42,7 @@ def test_connections_cover_the_largest_step_or_are_unlimited_for_an_uncapped_ope
 
 
 def test_the_table_has_a_row_per_step_and_the_verdict() -> None:
-    summary = validity.apply(metrics.summarize(run_file()), validity.Limits())
+    summary = validity.apply(metrics.summarize(run_file()))
     text = format_table(summary)
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["step", "ok/total", "err%"]

@@ -70,14 +70,14 @@ def test_a_fresh_sample_2_percent_slower_is_within_noise(tmp_path: Path, baselin
 
 
 def test_an_invalid_run_is_refused(tmp_path: Path, baseline: Path) -> None:
-    blocked = run_dir(tmp_path, "blocked", noisy_run(seed=1, lag_ms=300))
+    blocked = run_dir(tmp_path, "blocked", noisy_run(seed=1, lag_ms=300, kernel_timed=False))
     verdict = gate.evaluate(blocked, thresholds(tmp_path, REGRESSION_ONLY), baseline)
     assert verdict.code == gate.UNUSABLE
     assert verdict.unusable is not None and "INVALID" in verdict.unusable
 
 
 def test_an_invalid_baseline_is_refused(tmp_path: Path) -> None:
-    blocked = run_dir(tmp_path, "blocked", noisy_run(seed=0, lag_ms=300))
+    blocked = run_dir(tmp_path, "blocked", noisy_run(seed=0, lag_ms=300, kernel_timed=False))
     current = run_dir(tmp_path, "current", noisy_run(seed=1))
     assert gate_code(current, thresholds(tmp_path, REGRESSION_ONLY), blocked) == gate.UNUSABLE
 

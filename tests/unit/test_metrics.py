@@ -211,5 +211,5 @@ def test_slo_parsing() -> None:
 
 
 def test_the_summary_with_its_verdict_matches_its_schema() -> None:
-    result = validity.apply(summary(Slo(ttft_ms=150)), validity.Limits())
+    result = validity.apply(summary(Slo(ttft_ms=150)))
     jsonschema.Draft7Validator(schemas.load("summary.json")).validate(result)

@@ -107,7 +107,7 @@ def test_conformance_failures_reach_the_markdown(run_dir: Path) -> None:
 def test_every_plot_is_a_png(run_dir: Path) -> None:
     rd = rundir.load(run_dir)
     summary = rundir.summarize(rd, limit=30)
-    samples = [("run", metrics.latency_samples(rd.run.requests))]
+    samples = [("run", metrics.latency_samples(rd.run))]
     figures = [
         plots.cdfs(samples),
         plots.sweep([("run", summary)]),
