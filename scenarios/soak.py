@@ -25,7 +25,7 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--soak-window-s", type=float, default=300.0, help="seconds per load step (default 300)")
 
 
-class ChatUser(LLMUser):
+class SoakUser(LLMUser):
     # A little think time: a soak holds a realistic load rather than the most the endpoint takes.
     wait_time = between(0.0, 0.5)
 

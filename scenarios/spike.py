@@ -25,7 +25,7 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--spike-s", type=float, default=30.0, help="seconds of the spike (default 30)")
 
 
-class ChatUser(LLMUser):
+class SpikeUser(LLMUser):
     @task
     def chat(self) -> None:
         self.stream("chat")

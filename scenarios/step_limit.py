@@ -23,7 +23,7 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--step-s", type=float, default=60.0, help="seconds per step (default 60)")
 
 
-class ChatUser(LLMUser):
+class StepLimitUser(LLMUser):
     @task
     def chat(self) -> None:
         self.stream("chat")
