@@ -25,6 +25,7 @@ import gevent
 import orjson
 from _llm_options import LLMOptions, add_options, api_base
 from _llm_records import RecordSink, other_runs, records_path
+from _llm_scenarios import check, choose
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -343,6 +344,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
         environment.host = base_url
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(STEP_MESSAGE, _on_step_message)
+    try:
+        choose(environment)
+    except ValueError as exc:
+        # A command line that cannot run: no test, no web UI; the same exit code as a refused test.
+        log.error("cannot run the LLM scenario: %s", exc)
+        raise SystemExit(2) from None
 
 
 @events.test_start.add_listener
@@ -354,6 +361,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         step = process.pending or StepAnnouncement(new_run_id(), 0, "steady", None)
         process.pending = None
     else:
+        try:  # the web UI's class picker chooses users and shape as the test starts
+            check(environment)
+        except ValueError as exc:
+            refuse(environment, str(exc))
+            return
         step = process.conducted = _first_step(environment)
     if isinstance(runner, MasterRunner):
         try:  # fail here, once, rather than on every worker
