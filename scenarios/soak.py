@@ -5,6 +5,8 @@ Users, spawn rate and run time come from Locust's own -u, -r and -t; each `--soa
 
     locust -f scenarios/soak.py -H http://127.0.0.1:8000/v1 --api-key KEY --headless -u 20 -r 5 -t 4h \
         --soak-window-s 600 --records reports/locust-soak
+
+From the whole folder, name its user class: `locust -f scenarios SoakUser ...`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ in the records) and TTFT stays flat while throughput stops growing — the knee.
 records, so `harness report` shows one row per user count.
 
     locust -f scenarios/step_limit.py -H http://127.0.0.1:8000/v1 --api-key KEY --headless --step-s 60
+    locust -f scenarios StepLimitUser -H http://127.0.0.1:8000/v1 --api-key KEY --headless --step-s 60
 """
 
 from __future__ import annotations
