@@ -280,7 +280,7 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
             "prompts": {
                 "source": "jsonl" if options.prompts is not None else "synthetic",
                 "file": str(options.prompts) if options.prompts is not None else None,
-                "input_tokens": None if options.prompts is not None else getattr(parsed, "input_tokens", None),
+                "input_tokens": None if options.prompts is not None else str(options.input_tokens),
                 "exact_lengths": options.exact_lengths,
             },
             "trace_timing": options.trace_timing,

@@ -341,13 +341,15 @@ def test_naming_a_staged_scenarios_user_class_runs_it_with_its_own_shape(
 ) -> None:
     code, log = run(
         [*LOCUST, "-f", "scenarios", "StepLimitUser", "--headless", *target_args(limited_server), "--max-tokens",
-         str(MAX_TOKENS), "--step-users", "2,6", "--step-s", "1.5", "--records", str(tmp_path / "out")],
+         str(MAX_TOKENS), "--step-users", "2,6", "--step-s", "1.5", "--input-tokens", "fixed:32", "--records",
+         str(tmp_path / "out")],
         ROOT,
     )  # fmt: skip
     assert code == 0, log
     assert "scenario: StepLimitUser (step_limit.py), load shape StepLimitShape" in log
     recorded = only_run(tmp_path / "out")
     assert (recorded.run.config["shape"], recorded.run.config["user_classes"]) == ("StepLimitShape", ["StepLimitUser"])
+    assert recorded.run.config["prompts"]["input_tokens"] == "32"  # as harness bench writes it
     assert [(s.label, s.concurrency) for s in recorded.steps] == [("2 users", 2), ("6 users", 6)]
     users = {s.step: s.concurrency for s in recorded.steps}
     measured = [r for r in recorded.requests if not r.warmup]
