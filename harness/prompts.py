@@ -87,6 +87,12 @@ class LengthDistribution:
             f"bad length distribution {text!r}: use N, normal:MEAN,SD, uniform:LO,HI or lognormal:MEDIAN,SIGMA"
         )
 
+    def __str__(self) -> str:
+        """The form a user writes (`32`, `normal:256,64`), which `parse` reads back to this distribution."""
+        if self.kind == "fixed":
+            return _number(self.a)
+        return f"{self.kind}:{_number(self.a)},{_number(self.b)}"
+
     def sample(self, rng: random.Random) -> int:
         if self.kind == "fixed":
             value = self.a
@@ -105,6 +111,11 @@ class LengthDistribution:
         if self.kind == "uniform":
             return (self.a + self.b) / 2
         return self.a
+
+
+def _number(value: float) -> str:
+    # Whole numbers as users write them (32, not 32.0); others as repr, the shortest text that reads back exactly.
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ bodies (built once), and its records file. Sessions are per environment, created
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ import gevent
 import orjson
 from _llm_options import LLMOptions, add_options, api_base
 from _llm_records import RecordSink, other_runs, records_path
+from _llm_scenarios import check, choose
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -44,18 +46,36 @@ _PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completion": "/c
 
 @dataclass(frozen=True, slots=True)
 class StepAnnouncement:
+    """The step on now, and what the conductor runs: a worker knows neither the shape nor which users are chosen."""
+
     run_id: str
     step: int
     label: str
     users: int | None
+    shape: str | None = None
+    user_classes: tuple[str, ...] = ()
 
     def message(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "step": self.step, "label": self.label, "users": self.users}
+        return {
+            "run_id": self.run_id,
+            "step": self.step,
+            "label": self.label,
+            "users": self.users,
+            "shape": self.shape,
+            "user_classes": list(self.user_classes),
+        }
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> StepAnnouncement:
-        users = data.get("users")
-        return cls(str(data["run_id"]), int(data["step"]), str(data["label"]), None if users is None else int(users))
+        users, shape = data.get("users"), data.get("shape")
+        return cls(
+            str(data["run_id"]),
+            int(data["step"]),
+            str(data["label"]),
+            None if users is None else int(users),
+            None if shape is None else str(shape),
+            tuple(str(name) for name in data.get("user_classes") or ()),
+        )
 
 
 @dataclass(slots=True)
@@ -156,6 +176,7 @@ class _Process:
     conducted: StepAnnouncement | None = None  # master or local: the step on now
     pending: StepAnnouncement | None = None  # worker: the step the master announced, for the next test
     tests: int = 0
+    refused: bool = False  # this test was stopped with a reason, which is said once
     workers_output_tokens: int = 0  # master: totalled from the workers' reports
     finished_tokens: int = 0  # output tokens of this test's closed session (its last report comes after the stop)
     reported_tokens: int = 0  # worker: output tokens already reported to the master
@@ -179,7 +200,7 @@ def announce_step(environment: Environment, step: int, label: str, users: int | 
     process = _process(environment)
     if process.conducted is None:
         return
-    announcement = StepAnnouncement(process.conducted.run_id, step, label, users)
+    announcement = dataclasses.replace(process.conducted, step=step, label=label, users=users)
     process.conducted = announcement
     _publish(environment, announcement)
 
@@ -209,7 +230,8 @@ def _first_step(environment: Environment) -> StepAnnouncement:
     else:
         users = environment.runner.target_user_count if environment.runner is not None else None
         label = f"{users} users" if users is not None else "steady"
-    return StepAnnouncement(new_run_id(), 0, label, users)
+    names = tuple(sorted(user.__name__ for user in environment.user_classes))
+    return StepAnnouncement(new_run_id(), 0, label, users, type(shape).__name__ if shape is not None else None, names)
 
 
 def _first_model(base_url: str, api_key: str, timeout_s: float) -> str:
@@ -249,7 +271,8 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
         },
         config={
             "locustfile": getattr(parsed, "locustfile", None),
-            "shape": type(environment.shape_class).__name__ if environment.shape_class is not None else None,
+            "shape": step.shape,
+            "user_classes": list(step.user_classes),
             "users": step.users,
             "spawn_rate": getattr(parsed, "spawn_rate", None),
             "worker": worker,
@@ -257,7 +280,7 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
             "prompts": {
                 "source": "jsonl" if options.prompts is not None else "synthetic",
                 "file": str(options.prompts) if options.prompts is not None else None,
-                "input_tokens": None if options.prompts is not None else getattr(parsed, "input_tokens", None),
+                "input_tokens": None if options.prompts is not None else str(options.input_tokens),
                 "exact_lengths": options.exact_lengths,
             },
             "trace_timing": options.trace_timing,
@@ -292,9 +315,11 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
 
 
 def refuse(environment: Environment, message: str) -> None:
-    """Stop the run with exit code 2 and say why (once, however many users run into it)."""
-    if environment.process_exit_code == 2:
+    """Stop the test with exit code 2 and say why (once a test, however many users run into it)."""
+    process = _process(environment)
+    if process.refused:
         return
+    process.refused = True
     log.error("cannot run the LLM scenario: %s", message)
     environment.process_exit_code = 2
     runner = environment.runner
@@ -319,16 +344,28 @@ def _on_init(environment: Environment, **_: Any) -> None:
         environment.host = base_url
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(STEP_MESSAGE, _on_step_message)
+    try:
+        choose(environment)
+    except ValueError as exc:
+        # A command line that cannot run: no test, no web UI; the same exit code as a refused test.
+        log.error("cannot run the LLM scenario: %s", exc)
+        raise SystemExit(2) from None
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     process = _process(environment)
+    process.refused = False
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         step = process.pending or StepAnnouncement(new_run_id(), 0, "steady", None)
         process.pending = None
     else:
+        try:  # the web UI's class picker chooses users and shape as the test starts
+            check(environment)
+        except ValueError as exc:
+            refuse(environment, str(exc))
+            return
         step = process.conducted = _first_step(environment)
     if isinstance(runner, MasterRunner):
         try:  # fail here, once, rather than on every worker

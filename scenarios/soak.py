@@ -5,6 +5,8 @@ Users, spawn rate and run time come from Locust's own -u, -r and -t; each `--soa
 
     locust -f scenarios/soak.py -H http://127.0.0.1:8000/v1 --api-key KEY --headless -u 20 -r 5 -t 4h \
         --soak-window-s 600 --records reports/locust-soak
+
+From the whole folder, name its user class: `locust -f scenarios SoakUser ...`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--soak-window-s", type=float, default=300.0, help="seconds per load step (default 300)")
 
 
-class ChatUser(LLMUser):
+class SoakUser(LLMUser):
     # A little think time: a soak holds a realistic load rather than the most the endpoint takes.
     wait_time = between(0.0, 0.5)
 

@@ -5,6 +5,8 @@ limit (30 by default) the extra requests are answered 429 (`chat 429`).
 
     locust -f scenarios/spike.py -H http://127.0.0.1:8000/v1 --api-key KEY --headless \
         --spike-baseline-users 5 --spike-users 30 --spike-baseline-s 60 --spike-s 30
+
+From the whole folder, name its user class: `locust -f scenarios SpikeUser ...`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--spike-s", type=float, default=30.0, help="seconds of the spike (default 30)")
 
 
-class ChatUser(LLMUser):
+class SpikeUser(LLMUser):
     @task
     def chat(self) -> None:
         self.stream("chat")

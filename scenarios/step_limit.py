@@ -5,6 +5,7 @@ in the records) and TTFT stays flat while throughput stops growing — the knee.
 records, so `harness report` shows one row per user count.
 
     locust -f scenarios/step_limit.py -H http://127.0.0.1:8000/v1 --api-key KEY --headless --step-s 60
+    locust -f scenarios StepLimitUser -H http://127.0.0.1:8000/v1 --api-key KEY --headless --step-s 60
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--step-s", type=float, default=60.0, help="seconds per step (default 60)")
 
 
-class ChatUser(LLMUser):
+class StepLimitUser(LLMUser):
     @task
     def chat(self) -> None:
         self.stream("chat")

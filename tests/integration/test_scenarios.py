@@ -1,4 +1,4 @@
-"""The Locust scenarios end to end: `locust -f scenarios/<file> --headless` against the simulator, as subprocesses.
+"""The Locust scenarios end to end: `locust -f scenarios[/<file>] --headless` against the simulator, as subprocesses.
 
 Locust monkey-patches its process with gevent, so it only ever runs in child processes here. Each run is a few
 seconds long; the assertions read what Locust reports (its CSV stats) and the records each process writes.
@@ -7,13 +7,18 @@ seconds long; the assertions read what Locust reports (its CSV stats) and the re
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +49,18 @@ def server() -> Iterator[LaunchedServer]:
         yield launched
 
 
+@pytest.fixture(scope="module")
+def limited_server() -> Iterator[LaunchedServer]:
+    # A limit of 4 rather than 30: a handful of users steps above it at a load two shared CPUs carry. Tokens come
+    # fast, since a run of the folder as a user types it keeps the default --max-tokens of 128.
+    extra = ["--ttft-ms", "5", "--itl-ms", "5"]
+    with launch_reference_server(concurrency_limit=4, extra_args=extra, startup_timeout_s=60) as launched:
+        yield launched
+
+
 def _env() -> dict[str, str]:
-    # Only what the command line says: no key or URL leaking in from the developer's shell.
-    drop = ("ANYSCALE_API_KEY", "ANYSCALE_BASE_URL", "LOCUST_HOST", "LOCUST_LOCUSTFILE")
+    # Only what the command line says: no key, URL or user class leaking in from the developer's shell.
+    drop = ("ANYSCALE_API_KEY", "ANYSCALE_BASE_URL", "LOCUST_HOST", "LOCUST_LOCUSTFILE", "LOCUST_USER_CLASSES")
     return {k: v for k, v in os.environ.items() if k not in drop} | {"PYTHONUNBUFFERED": "1"}
 
 
@@ -67,7 +81,12 @@ def locust(
     argv = [*LOCUST, "-f", str(SCENARIOS / scenario), "--headless", "--only-summary", "-H", server.target.base_url]
     argv += ["--api-key", server.target.api_key] if key else []
     argv += ["--max-tokens", str(MAX_TOKENS), *args]
-    process = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return run(argv, tmp_path, timeout_s)
+
+
+def run(argv: Sequence[str], cwd: Path, timeout_s: float = 60) -> tuple[int, str]:
+    """Run a command line to completion; its exit code and log."""
+    process = subprocess.Popen(argv, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = process.communicate(timeout=timeout_s)
     finally:
@@ -282,3 +301,136 @@ def test_a_master_with_two_workers_merges_both_workers_records(server: LaunchedS
     measured = sum(1 for run in found for r in run.requests if not r.warmup)
     assert summary["overall"]["requests"]["total"] == summary["overall"]["requests"]["ok"] == measured
     assert summary["overall"]["latency_ms"]["ttft"]["count"] == measured
+
+
+def target_args(server: LaunchedServer) -> list[str]:
+    return ["-H", server.target.base_url, "--api-key", server.target.api_key]
+
+
+def test_the_folder_runs_steady_chat_by_default_and_meets_429s_above_the_limit(
+    limited_server: LaunchedServer, tmp_path: Path
+) -> None:
+    """`locust -f scenarios` as a user types it, from the repository's root: ChatUser alone, no shape."""
+    code, log = run(
+        [*LOCUST, "-f", "scenarios", "--headless", "-u", "6", "-r", "6", "-t", "3s", *target_args(limited_server),
+         "--csv", str(tmp_path / "stats"), "--records", str(tmp_path / "out")],
+        ROOT,
+    )  # fmt: skip
+    assert code == 0, log
+    assert "scenario: ChatUser (chat.py), no load shape: -u, -r and -t set the load" in log
+    assert 'All users spawned: {"ChatUser": 6} (6 total users)' in log
+    table = stats(tmp_path / "stats")
+    assert set(table) == {"chat", "chat TTFT", "chat 429", "Aggregated"}  # no other scenario's requests
+    ttft, chat, limited = table["chat TTFT"], table["chat"], table["chat 429"]
+    assert int(ttft["Request Count"]) > 0 and int(chat["Request Count"]) > 0
+    assert int(ttft["Failure Count"]) == int(chat["Failure Count"]) == int(limited["Failure Count"]) == 0
+    # The simulator's first token comes no sooner than its --ttft-ms, and before the stream's end.
+    assert 5 <= float(ttft["Min Response Time"]) <= float(ttft["Average Response Time"])
+    assert float(ttft["Average Response Time"]) < float(chat["Average Response Time"])
+    assert int(limited["Request Count"]) > 0  # 6 users, 4 slots
+    recorded = only_run(tmp_path / "out")
+    assert (recorded.run.config["shape"], recorded.run.config["user_classes"]) == (None, ["ChatUser"])
+    assert [(s.label, s.concurrency) for s in recorded.steps] == [("6 users", 6)]
+    measured = [r for r in recorded.requests if not r.warmup]
+    assert {r.error_kind for r in measured} == {None, "rate_limited"}
+    assert {r.endpoint for r in measured} == {"chat"}
+
+
+def test_naming_a_staged_scenarios_user_class_runs_it_with_its_own_shape(
+    limited_server: LaunchedServer, tmp_path: Path
+) -> None:
+    code, log = run(
+        [*LOCUST, "-f", "scenarios", "StepLimitUser", "--headless", *target_args(limited_server), "--max-tokens",
+         str(MAX_TOKENS), "--step-users", "2,6", "--step-s", "1.5", "--input-tokens", "fixed:32", "--records",
+         str(tmp_path / "out")],
+        ROOT,
+    )  # fmt: skip
+    assert code == 0, log
+    assert "scenario: StepLimitUser (step_limit.py), load shape StepLimitShape" in log
+    recorded = only_run(tmp_path / "out")
+    assert (recorded.run.config["shape"], recorded.run.config["user_classes"]) == ("StepLimitShape", ["StepLimitUser"])
+    assert recorded.run.config["prompts"]["input_tokens"] == "32"  # as harness bench writes it
+    assert [(s.label, s.concurrency) for s in recorded.steps] == [("2 users", 2), ("6 users", 6)]
+    users = {s.step: s.concurrency for s in recorded.steps}
+    measured = [r for r in recorded.requests if not r.warmup]
+    assert {users[r.step] for r in measured if r.error_kind is None} == {2, 6}
+    assert {users[r.step] for r in measured if r.error_kind == "rate_limited"} == {6}  # above the limit of 4 only
+
+
+def test_user_classes_of_two_staged_scenarios_are_refused_before_anything_runs(
+    limited_server: LaunchedServer, tmp_path: Path
+) -> None:
+    code, log = run(
+        [*LOCUST, "-f", str(SCENARIOS), "StepLimitUser", "SpikeUser", "--headless", *target_args(limited_server),
+         "--records", "out"],
+        tmp_path,
+    )  # fmt: skip
+    assert code == 2, log
+    refusals = [line for line in log.splitlines() if "cannot run the LLM scenario" in line]
+    assert len(refusals) == 1, log
+    assert refusals[0].endswith(
+        "SpikeUser (spike.py) and StepLimitUser (step_limit.py) are of different staged scenarios, each with a load "
+        "shape of its own, and a run has one shape: choose the user classes of one scenario"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+        return body
+
+
+def _wait_for(what: str, probe: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def _serving(url: str) -> bool:
+    try:
+        _get(url)
+    except OSError:
+        return False
+    return True
+
+
+def test_the_class_picker_lists_every_scenario_and_refuses_a_shape_with_other_users(
+    limited_server: LaunchedServer, tmp_path: Path
+) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [*LOCUST, "-f", str(SCENARIOS), "--class-picker", "--web-host", "127.0.0.1", "--web-port", str(port),
+            *target_args(limited_server), "--max-tokens", str(MAX_TOKENS)]  # fmt: skip
+    log_path = tmp_path / "locust.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for("web UI", lambda: _serving(base + "/"))
+        page = _get(base + "/").decode()
+        found = re.search(r"window\.templateArgs = (.*)$", page, re.MULTILINE)
+        assert found is not None, page[:2000]
+        template = json.loads(found.group(1))
+        assert template["show_userclass_picker"] is True
+        assert template["available_user_classes"] == [
+            "ChatUser", "CompletionUser", "MixedUser", "SoakUser", "SpikeUser", "StepLimitUser",
+        ]  # fmt: skip
+        assert template["available_shape_classes"] == ["Default", "SoakShape", "SpikeShape", "StepLimitShape"]
+        # Start the step shape with chat users: refused as the test starts; the test stops and the UI stays up.
+        form = {"user_count": "1", "spawn_rate": "1", "user_classes": "ChatUser", "shape_class": "StepLimitShape"}
+        request = urllib.request.Request(base + "/swarm", data=urllib.parse.urlencode(form).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["success"] is True  # Locust's answer: it has started
+        refusal = (
+            "cannot run the LLM scenario: StepLimitShape is the load shape of step_limit.py, not of ChatUser "
+            "(chat.py): choose the user classes of step_limit.py alone, or the Default shape"
+        )
+        _wait_for("refusal", lambda: refusal in log_path.read_text())
+        _wait_for("stop", lambda: json.loads(_get(base + "/stats/requests"))["state"] == "stopped")
+        requests = json.loads(_get(base + "/stats/requests"))["stats"]
+        assert [s for s in requests if s["name"] != "Aggregated" and s["num_requests"]] == []  # nothing was sent
+        assert process.poll() is None
+    finally:
+        _stop(process)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.prompts import (
     CALIBRATION_WORDS,
@@ -32,6 +34,35 @@ def test_length_distributions_parse_and_stay_positive() -> None:
     for bad in ("0", "normal:5", "uniform:9,3", "poisson:3,1", "x"):
         with pytest.raises(ValueError, match=r"length distribution|upper bound"):
             LengthDistribution.parse(bad)
+
+
+_POSITIVE = st.floats(min_value=0.0, exclude_min=True, allow_nan=False)
+_NON_NEGATIVE = st.floats(min_value=0.0, allow_nan=False)
+
+
+@st.composite
+def distributions(draw: st.DrawFn) -> LengthDistribution:
+    """Any distribution `parse` accepts: fixed ≥ 1; normal and lognormal a > 0, b ≥ 0; uniform 0 < a ≤ b."""
+    kind = draw(st.sampled_from(["fixed", "normal", "uniform", "lognormal"]))
+    if kind == "fixed":
+        return LengthDistribution("fixed", draw(st.floats(min_value=1.0, allow_nan=False)))
+    a = draw(_POSITIVE)
+    b = draw(st.floats(min_value=a, allow_nan=False)) if kind == "uniform" else draw(_NON_NEGATIVE)
+    return LengthDistribution(kind, a, b)
+
+
+@given(distributions())
+def test_a_length_distribution_reads_back_from_its_text(distribution: LengthDistribution) -> None:
+    assert LengthDistribution.parse(str(distribution)) == distribution
+
+
+def test_a_length_distribution_prints_as_the_user_writes_it() -> None:
+    for text in ("32", "normal:256,64", "uniform:10,20", "lognormal:100,0.5", "fixed:2.5"):
+        assert str(LengthDistribution.parse(text)) == text.removeprefix("fixed:")
+    # Equivalent spellings print in one canonical form.
+    assert str(LengthDistribution.parse("fixed:32")) == "32"
+    assert str(LengthDistribution.parse("normal:256.0, 64")) == "normal:256,64"
+    assert str(LengthDistribution("uniform", 1e-7, 1234567.0)) == "uniform:1e-07,1234567"
 
 
 def test_calibration_fits_the_line_through_the_two_probes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 from pathlib import Path
@@ -11,8 +12,9 @@ import orjson
 import pytest
 
 import schemas
-from harness import metrics, plots, report, rundir, truth
+from harness import bench, metrics, plots, report, rundir, tables, truth
 from harness.cli import main
+from harness.prompts import Calibration
 from harness.records import write_run
 from tests.unit.built_runs import MS, ORIGIN_NS, conformance_result, sweep_run, write_dir
 
@@ -37,6 +39,27 @@ def test_one_run_writes_the_page_the_markdown_and_a_valid_summary(run_dir: Path)
     jsonschema.Draft7Validator(schemas.load("summary.json")).validate(summary)
     assert summary["validity"]["verdict"] == "VALID"
     assert summary["sources"] == ["records.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("input_tokens", "output_tokens"), [("32", "16"), ("normal:256,64", "uniform:10,20"), ("lognormal:100,0.5", "8")]
+)
+def test_the_configuration_table_shows_token_lengths_as_the_user_wrote_them(
+    tmp_path: Path, input_tokens: str, output_tokens: str
+) -> None:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--input-tokens", input_tokens, "--output-tokens", output_tokens])
+    config = bench._run_config(args, bench._plans(args), Calibration())
+    built = sweep_run()
+    run = dataclasses.replace(built, run=dataclasses.replace(built.run, config=config))
+    directory = write_dir(tmp_path / "run", run)
+    report.build([directory], limit=30)
+    summary = orjson.loads((directory / "summary.json").read_bytes())
+    assert summary["config"]["prompts"]["input_tokens"] == input_tokens
+    assert summary["config"]["prompts"]["output_tokens"] == output_tokens
+    rows = {row[0]: row[1] for row in tables.target_table(summary).rows}
+    assert rows["prompts"] == f"synthetic, input {input_tokens} tokens, output {output_tokens} tokens"
 
 
 def test_the_step_table_holds_the_values_built_into_the_records(run_dir: Path) -> None:
