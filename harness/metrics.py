@@ -429,11 +429,14 @@ def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 
 def timing_errors(records: Iterable[Record], truth: Mapping[str, Truth]) -> dict[str, Any]:
     """|measured − true| TTFT per request and ITL per gap, for the successful requests the server traced.
 
-    Both sides are differences of one clock each, so the client's and the server's origins cancel.
+    Both sides are differences of one clock each, so the client's and the server's origins cancel. `received_by`
+    counts the matched requests by whose clock took their arrival on the server: the event loop's includes the
+    server's own lateness in reading them in the TTFT error.
     """
     ttft: list[float] = []
     itl: list[Floats] = []
     matched = unmatched = 0
+    received_by = {"kernel": 0, "loop": 0, "unknown": 0}
     for r in records:
         if r.error_kind is not None or r.warmup:
             continue
@@ -442,12 +445,19 @@ def timing_errors(records: Iterable[Record], truth: Mapping[str, Truth]) -> dict
             unmatched += 1
             continue
         matched += 1
+        received_by[t.received_by or "unknown"] += 1
         ttft.append(abs((r.first_token_ns - r.sent_ns) - (t.token_chunk_ns[0] - t.received_ns)) / 1e6)
         measured = np.diff(np.asarray(r.chunk_ns, dtype=np.int64))
         true = np.diff(np.asarray(t.token_chunk_ns, dtype=np.int64))
         itl.append(np.abs(measured - true) / 1e6)
     gaps = np.concatenate(itl) if itl else np.empty(0, dtype=np.float64)
-    return {"matched": matched, "unmatched": unmatched, "ttft": distribution(ttft), "itl": distribution(gaps)}
+    return {
+        "matched": matched,
+        "unmatched": unmatched,
+        "received_by": received_by,
+        "ttft": distribution(ttft),
+        "itl": distribution(gaps),
+    }
 
 
 def latency_samples(records: Sequence[Record]) -> dict[str, Floats]:
