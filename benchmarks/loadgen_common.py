@@ -125,9 +125,11 @@ def simulator(
         "--itl-batch-factor=0",
         f"--prefill-ms-per-token={prefill_ms_per_token}",
         "--max-num-seqs=100000",
-        "--event-loop=asyncio",  # ground truth: each request's arrival as the kernel timed it
     ]
-    with launch_reference_server(concurrency_limit=limit, extra_args=args, profile=profile) as server:
+    # Ground truth: each request's arrival as the kernel timed it (the launcher's default, stated because it matters).
+    with launch_reference_server(
+        concurrency_limit=limit, extra_args=args, profile=profile, event_loop="asyncio"
+    ) as server:
         if cpu is not None:
             os.sched_setaffinity(server.process.pid, {cpu})
         yield server

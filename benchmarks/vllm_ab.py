@@ -144,6 +144,8 @@ def main() -> None:
                 extra_args=[*ENGINE, "--api-key", key],
                 startup_timeout_s=1200,
                 log_path=work / "ours.log",
+                # A race against vLLM's own server, which serves on uvloop; no trace is read here.
+                event_loop="uvloop",
             )
         )
         theirs_root = stack.enter_context(

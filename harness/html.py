@@ -198,10 +198,17 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
     body.append(_section("summary", "Summary", summary_html))
     body.append(_section("limit", "Concurrency limit and knee", "".join(_limit(p) for p in parts)))
     body.append(_section("conformance", "Conformance", "".join(_conformance(p) for p in parts)))
-    timing = [(p.label, t) for p in parts if (t := tables.timing_table(p.summary)) is not None]
+    timing = [(p, t) for p in parts if (t := tables.timing_table(p.summary)) is not None]
     if timing:
         text = "<p class='note'>The harness's own timings against the reference server's traces.</p>"
-        text += "".join(f"<h3>{escape(label)}</h3>{table(t)}" for label, t in timing)
+        for p, t in timing:
+            stamps, warn = tables.arrival_stamps(p.summary["timing_error_ms"])
+            note = (
+                f"<p>{badge('warning', False)} {escape(stamps)}</p>"
+                if warn
+                else f"<p class='note'>{escape(stamps)}.</p>"
+            )
+            text += f"<h3>{escape(p.label)}</h3>{note}{table(t)}"
         body.append(_section("timing", "Timing error against ground truth", text))
     body.append(_section("cdfs", "Latency distributions", image(figures.cdfs_png, "latency CDFs")))
     sweep = (

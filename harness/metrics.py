@@ -518,11 +518,14 @@ def timing_errors(
     their difference and the bound the client gave it — `covered` when the bound holds the difference.
 
     Both sides are differences of one clock each, so the client's and the server's origins cancel. `estimates` are
-    what each record's step measured of its client, as the summary's bounds use them.
+    what each record's step measured of its client, as the summary's bounds use them. `received_by` counts the
+    matched requests by whose clock took their arrival on the server: the event loop's includes the server's own
+    lateness in reading them in the TTFT error.
     """
     est = estimates if estimates is not None else bounds.Estimates.none(len(records))
     pairs: list[tuple[Record, Truth, int]] = []
     unmatched = 0
+    received_by = {"kernel": 0, "loop": 0, "unknown": 0}
     for i, r in enumerate(records):
         if r.error_kind is not None:
             continue
@@ -531,6 +534,7 @@ def timing_errors(
             unmatched += 1
             continue
         pairs.append((r, t, i))
+        received_by[t.received_by or "unknown"] += 1
     ttft = [
         abs((r.first_token_ns or 0) - (r.sent_ns or 0) - (t.token_chunk_ns[0] - t.received_ns)) / 1e6
         for r, t, _ in pairs
@@ -544,6 +548,7 @@ def timing_errors(
     return {
         "matched": len(pairs),
         "unmatched": unmatched,
+        "received_by": received_by,
         "ttft": distribution(ttft),
         "itl": distribution(gaps),
         "cells": _truth_cells(pairs, est),

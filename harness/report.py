@@ -144,10 +144,15 @@ def _details(summary: Mapping[str, Any]) -> list[str]:
         ]
     timing = summary.get("timing_error_ms")
     if timing:
+        stamps, warn = tables.arrival_stamps(timing)
         lines.append(
             f"- timing error against ground truth: TTFT p99 {tables.ms(timing['ttft']['p99'])} ms, "
-            f"ITL p99 {tables.ms(timing['itl']['p99'])} ms ({timing['matched']} requests)"
+            f"ITL p99 {tables.ms(timing['itl']['p99'])} ms ({timing['matched']} requests"
+            + ("" if warn else f"; {stamps}")
+            + ")"
         )
+        if warn:
+            lines.append(f"- warning: {stamps}")
     return lines
 
 

@@ -229,6 +229,9 @@ def _run(args: argparse.Namespace) -> int:
         extra_args=VLLM_ARGS if args.engine == "vllm" else SIM_ARGS,
         startup_timeout_s=1200,
         log_path=directory / "server.log",
+        # Its traces are the run's ground truth: on asyncio's loop they take each arrival from the kernel, so the
+        # server's own lateness (it runs at lower priority, beside vLLM's engine) is not charged to the client.
+        event_loop="asyncio",
     ) as server:
         s = server.target
         _yield_cpu(server.process.pid)

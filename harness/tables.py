@@ -150,6 +150,27 @@ def timing_table(summary: Summary) -> Table | None:
     return Table(["|measured − true|, ms", "samples", "p50", "p99", "max"], rows)
 
 
+def arrival_stamps(errors: Mapping[str, Any]) -> tuple[str, bool]:
+    """Whose clock took the server's arrivals behind a timing error, in words; True when that is a warning.
+
+    A ground-truth TTFT starts at the server's arrival stamp: one its event loop took is late by however long the
+    server was busy, and that lateness then counts as the harness's error.
+    """
+    by = errors.get("received_by") or {}  # summaries from before it was counted do not say
+    kernel, loop, matched = by.get("kernel", 0), by.get("loop", 0), errors["matched"]
+    if loop:
+        share = "" if loop == matched else f" for {loop} of {matched} requests"
+        return (
+            f"the server's arrivals were taken by its event loop{share}: TTFT error includes the server's own lateness",
+            True,
+        )
+    if kernel and kernel == matched:
+        return "server arrival stamped by the kernel", False
+    if kernel:
+        return f"server arrival stamped by the kernel for {kernel} of {matched} requests (the rest did not say)", False
+    return "the server did not say whose clock took its arrivals", False
+
+
 # Rows of the side-by-side comparison: name, value from a summary, format.
 _COMPARED: list[tuple[str, Callable[[Summary], float | None], Callable[[float | None], str]]] = [
     ("requests ok", lambda s: s["overall"]["requests"]["ok"], lambda v: num(v, 0)),

@@ -20,13 +20,16 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from schemas import Profile
 
 DEFAULT_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 EMBEDDED_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _READY = re.compile(r"reference server ready at (http://\S+)/v1")
+# The reference server's `--event-loop`: on asyncio's loop its traces take each request's arrival from the kernel,
+# on uvloop (faster) from when the loop read it.
+EventLoop = Literal["asyncio", "uvloop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +153,18 @@ def launch_reference_server(
     keys: int = 2,
     startup_timeout_s: float = 600.0,
     log_path: Path | None = None,
+    event_loop: EventLoop = "asyncio",
 ) -> Iterator[LaunchedServer]:
     """Start `python -m reference_server` on a free port of 127.0.0.1, wait until it serves, stop it after.
 
     Yields the running server with a Target carrying its URL and the keys it was started with (a second key
     is made so that key isolation can be checked).
+
+    On asyncio's event loop by default, whatever the engine: a launched server is the harness's ground truth, and
+    only there does a trace's arrival come from the kernel; on uvloop the server's own lateness in reading a request
+    (it shares the cores with the engine and the client) would show as the client's timing error. `uvloop` is for
+    runs that race the server's speed against another server's and read no traces. An `--event-loop` in
+    `extra_args` comes later and wins.
     """
     api_keys = [new_key() for _ in range(keys)]
     argv = [
@@ -173,6 +183,8 @@ def launch_reference_server(
         str(concurrency_limit),
         "--grace-period",
         "5",
+        "--event-loop",
+        event_loop,
     ]
     for key in api_keys:
         argv += ["--api-key", key]

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import orjson
@@ -19,6 +20,9 @@ import orjson
 from harness.records import Record
 
 TRUTH_FILE = "ground_truth.jsonl"
+# Whose clock took a request's arrival on the server: the kernel's when the bytes reached its socket, or its event
+# loop's when it read them — later by however long the server was busy, which a TTFT error then includes.
+ReceivedBy = Literal["kernel", "loop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +30,19 @@ class Truth:
     """One request as the server saw it: `received_ns` and the write of every chunk from the first token on.
 
     Both are CLOCK_MONOTONIC readings of the server's host, comparable with differences of the client's own
-    timestamps (the absolute values are on another origin).
+    timestamps (the absolute values are on another origin). `received_by` is None when the server did not say
+    (servers and ground-truth files from before it did).
     """
 
     request_id: str
     received_ns: int
     token_chunk_ns: tuple[int, ...]
+    received_by: ReceivedBy | None = None
     end_ns: int | None = None  # when the server wrote the end of the response ([DONE] and its last chunk)
+
+
+def _received_by(value: object) -> ReceivedBy | None:
+    return "kernel" if value == "kernel" else "loop" if value == "loop" else None
 
 
 def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
@@ -45,13 +55,10 @@ def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
     if first not in chunks:
         return None
     # The chat role chunk that precedes the first token carries no content; the client does not count it either.
+    token_chunks = tuple(int(c) for c in chunks[chunks.index(first) :])
     end = trace.get("end_ns")
-    return Truth(
-        request_id,
-        received,
-        tuple(int(c) for c in chunks[chunks.index(first) :]),
-        end if isinstance(end, int) else None,
-    )
+    by = _received_by(trace.get("received_by"))
+    return Truth(request_id, received, token_chunks, by, end if isinstance(end, int) else None)
 
 
 async def fetch(root_url: str, api_key: str, records: Iterable[Record], parallel: int = 16) -> list[Truth]:
@@ -93,7 +100,7 @@ def read(path: Path) -> dict[str, Truth]:
     for line in path.read_bytes().splitlines():
         if line.strip():
             obj = orjson.loads(line)
-            out[obj["request_id"]] = Truth(
-                obj["request_id"], obj["received_ns"], tuple(obj["token_chunk_ns"]), obj.get("end_ns")
-            )
+            ident = obj["request_id"]
+            by = _received_by(obj.get("received_by"))
+            out[ident] = Truth(ident, obj["received_ns"], tuple(obj["token_chunk_ns"]), by, obj.get("end_ns"))
     return out

@@ -64,7 +64,7 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
     streamed = False
     try:
         body = await _read_body(request, state.config.body_timeout_s)
-        received_ns = traces.arrival_ns(request.protocol)
+        received_ns, received_by = traces.arrival(request.protocol)
         if fault is not None:
             fault.check_request(kind, body)
         req = state.parser.parse(kind, body)
@@ -75,7 +75,7 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
             fault.before_response()
         ident = new_id(state.config.profile, kind, req.model)
         ident = fault.ident(ident) if fault is not None else ident
-        trace = state.traces.start(ident, received_ns) if traces.HEADER in request.headers else None
+        trace = state.traces.start(ident, received_ns, received_by) if traces.HEADER in request.headers else None
         if trace is not None and (client_id := request.headers.get("x-request-id")):
             state.traces.alias(client_id, trace)
         run = _Run(state, request, req, slot, ident, prompt, sampling, fault, trace)

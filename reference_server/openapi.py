@@ -117,9 +117,14 @@ class _Builder:
             "Error": _embed(schemas.load("anyscale/error.json")),
             "Trace": {
                 "type": "object",
-                "required": ["received_ns", "first_token_ns", "chunk_ns", "end_ns", "clock"],
+                "required": ["received_ns", "received_by", "first_token_ns", "chunk_ns", "end_ns", "clock"],
                 "properties": {
                     "received_ns": {"type": "integer"},
+                    "received_by": {
+                        "enum": ["kernel", "loop"],
+                        "description": "whose time received_ns is: the kernel's when the bytes reached the socket "
+                        "(--event-loop asyncio), or when the server's event loop read them",
+                    },
                     "first_token_ns": {"type": ["integer", "null"]},
                     "chunk_ns": {"type": "array", "items": {"type": "integer"}},
                     "end_ns": {"type": ["integer", "null"]},

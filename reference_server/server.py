@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import BadHttpMessage, BadStatusLine, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from reference_server import stamped_socket
+from reference_server import stamped_socket, traces
 from reference_server.app import build_app
 from reference_server.auth import KeyRing
 from reference_server.config import ServerConfig
@@ -58,10 +58,11 @@ class _EnvelopeRequestHandler(RequestHandler):
     from here, as plain text by default; the application's middleware never sees them. It also notes when its
     latest read reached the socket — the kernel's time when the connection is a `StampedConnection` read by asyncio's
     loop, else the time the loop read it: the moment a request arrived, for its ground-truth trace
-    (`traces.arrival_ns`).
+    (`traces.arrival`), with which of the two it is (`last_read_by`).
     """
 
     last_read_ns = 0
+    last_read_by: traces.ReceivedBy = "loop"
     _stamped: stamped_socket.StampedConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -70,7 +71,10 @@ class _EnvelopeRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         stamped = self._stamped
-        self.last_read_ns = stamped.arrived_ns if stamped is not None else time.perf_counter_ns()
+        if stamped is not None:
+            self.last_read_ns, self.last_read_by = stamped.arrived_ns, "kernel" if stamped.by_kernel else "loop"
+        else:
+            self.last_read_ns, self.last_read_by = time.perf_counter_ns(), "loop"
         super().data_received(data)
 
     def handle_error(

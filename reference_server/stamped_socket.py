@@ -29,13 +29,18 @@ _OPEN: weakref.WeakValueDictionary[int, StampedConnection] = weakref.WeakValueDi
 
 
 class StampedConnection(socket.socket):
-    """An accepted connection whose `recv` keeps the kernel's time of the read in `arrived_ns`."""
+    """An accepted connection whose `recv` keeps the kernel's time of the read in `arrived_ns`.
 
-    __slots__ = ("arrived_ns",)
+    `by_kernel` says whether the latest read's time came from the kernel: a read that brought no stamp (the end of
+    the stream) is timed when it was made, and a trace must not claim the kernel's time for it.
+    """
+
+    __slots__ = ("arrived_ns", "by_kernel")
 
     def __init__(self, family: int, kind: int, proto: int, fileno: int) -> None:
         super().__init__(family, kind, proto, fileno)
         self.arrived_ns = 0
+        self.by_kernel = False
         _OPEN[fileno] = self
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
@@ -44,9 +49,11 @@ class StampedConnection(socket.socket):
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(value)
                 self.arrived_ns = seconds * 1_000_000_000 + nanoseconds - time.time_ns() + time.perf_counter_ns()
+                self.by_kernel = True
                 break
         else:
             self.arrived_ns = time.perf_counter_ns()
+            self.by_kernel = False
         return data
 
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 HEADER = "x-trace-timing"
 
+# Whose clock reading a trace's arrival is: the kernel's time the bytes reached the socket, or the time the event
+# loop read them (later by however long the loop was busy). A reader of the trace needs to know which, or the
+# server's own lateness would pass for the client's timing error.
+ReceivedBy = Literal["kernel", "loop"]
 
-def arrival_ns(protocol: object) -> int:
-    """When the request being handled arrived (its last read), or now when the connection did not say.
+
+def arrival(protocol: object) -> tuple[int, ReceivedBy]:
+    """When the request being handled arrived (its last read), or now when the connection did not say; and by whom.
 
     Called once the body is read: the last read of the connection is then the one that completed the request.
     Taken in the connection's `data_received`, before the request waits for the event loop to run its handler —
@@ -25,12 +30,15 @@ def arrival_ns(protocol: object) -> int:
     client measures.
     """
     read_ns = getattr(protocol, "last_read_ns", 0)
-    return read_ns if isinstance(read_ns, int) and read_ns > 0 else time.perf_counter_ns()
+    if not isinstance(read_ns, int) or read_ns <= 0:
+        return time.perf_counter_ns(), "loop"
+    return read_ns, "kernel" if getattr(protocol, "last_read_by", "loop") == "kernel" else "loop"
 
 
 @dataclass(slots=True)
 class Trace:
     received_ns: int
+    received_by: ReceivedBy = "loop"
     chunk_ns: list[int] = field(default_factory=list)
     first_token_ns: int | None = None
     end_ns: int | None = None
@@ -44,6 +52,7 @@ class Trace:
     def as_dict(self) -> dict[str, Any]:
         return {
             "received_ns": self.received_ns,
+            "received_by": self.received_by,
             "first_token_ns": self.first_token_ns,
             "chunk_ns": self.chunk_ns,
             "end_ns": self.end_ns,
@@ -56,8 +65,8 @@ class TraceStore:
         self._capacity = capacity
         self._traces: OrderedDict[str, Trace] = OrderedDict()
 
-    def start(self, request_id: str, received_ns: int) -> Trace:
-        trace = Trace(received_ns)
+    def start(self, request_id: str, received_ns: int, received_by: ReceivedBy = "loop") -> Trace:
+        trace = Trace(received_ns, received_by)
         self._traces[request_id] = trace
         while len(self._traces) > self._capacity:
             self._traces.popitem(last=False)

@@ -242,4 +242,5 @@ async def test_a_trace_starts_when_the_request_reached_the_socket_not_when_a_bus
         http.get(f"{server.base_url}/debug/traces/{ident.group(1).decode()}", headers=auth()) as r,
     ):
         trace = await r.json()
+    assert trace["received_by"] == "kernel"
     assert trace["received_ns"] <= sent_by[0] + 1_000_000 < held_until

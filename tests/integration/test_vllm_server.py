@@ -20,6 +20,7 @@ import pytest
 
 import schemas
 from harness.target import LaunchedServer, launch_reference_server
+from tests.integration.held_up import request_while_stopped
 
 pytestmark = pytest.mark.vllm
 
@@ -124,3 +125,11 @@ async def test_usage_is_the_engine_tokenizers_count_of_exactly_what_it_processed
     assert rendered == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert chat["usage"]["prompt_tokens"] == len(tokenizer.encode(rendered, add_special_tokens=False))
     assert chat["usage"]["completion_tokens"] == 7 and chat["choices"][0]["finish_reason"] == "length"
+
+
+def test_traces_take_arrivals_from_the_kernel_on_the_vllm_engine_too(vllm_server: LaunchedServer) -> None:
+    """AsyncLLM shares the server's loop (asyncio's, as launched): a request written while the server's process was
+    stopped is traced from when it reached the socket, before the process could run again."""
+    held = request_while_stopped(vllm_server)
+    assert held.status == 200 and held.trace["received_by"] == "kernel"
+    assert held.before_ns - 1_000_000 <= held.trace["received_ns"] < held.resumed_ns

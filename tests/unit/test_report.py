@@ -160,22 +160,68 @@ def test_timeline_counts_what_happened_in_each_bin(run_dir: Path) -> None:
     assert frame["errors_per_s"].sum() == 0
 
 
-def test_ground_truth_gives_the_timing_error(run_dir: Path) -> None:
-    # The server saw each request 2 ms after it was sent and wrote each chunk 1 ms before the client stamped it.
-    run = sweep_run()
-    truths = [
+def built_truth(by: list[truth.ReceivedBy | None]) -> list[truth.Truth]:
+    """The server saw each request 2 ms after it was sent and wrote each chunk 1 ms before the client stamped it;
+    the successful requests' arrivals were stamped by `by`, in turn."""
+    ok = [r for r in sweep_run().requests if r.error_kind is None]
+    return [
         truth.Truth(
-            r.request_id or "", ORIGIN_NS + (r.sent_ns or 0) + 2 * MS, tuple(ORIGIN_NS + c - MS for c in r.chunk_ns)
+            r.request_id or "",
+            ORIGIN_NS + (r.sent_ns or 0) + 2 * MS,
+            tuple(ORIGIN_NS + c - MS for c in r.chunk_ns),
+            by[i % len(by)],
         )
-        for r in run.requests
-        if r.error_kind is None
+        for i, r in enumerate(ok)
     ]
-    truth.write(run_dir / truth.TRUTH_FILE, truths)
+
+
+def test_ground_truth_gives_the_timing_error(run_dir: Path) -> None:
+    truth.write(run_dir / truth.TRUTH_FILE, built_truth(["kernel"]))
     summary = rundir.summarize(rundir.load(run_dir))
     errors = summary["timing_error_ms"]
     assert errors["matched"] == 64 and errors["unmatched"] == 0
     assert (errors["ttft"]["min"], errors["ttft"]["max"]) == (3.0, 3.0)
     assert errors["itl"]["max"] == 0.0
+    assert errors["received_by"] == {"kernel": 64, "loop": 0, "unknown": 0}
+
+
+def test_kernel_stamped_ground_truth_is_said_so(run_dir: Path) -> None:
+    truth.write(run_dir / truth.TRUTH_FILE, built_truth(["kernel"]))
+    written = report.build([run_dir], limit=30)
+    line = (
+        "- timing error against ground truth: TTFT p99 3.0 ms, ITL p99 0.0 ms "
+        "(64 requests; server arrival stamped by the kernel)"
+    )
+    assert line in written.markdown.read_text().splitlines()
+    assert "warning: the server" not in written.markdown.read_text()
+    assert "<p class='note'>server arrival stamped by the kernel.</p>" in written.html.read_text()
+
+
+def test_loop_stamped_ground_truth_warns_that_the_ttft_error_holds_the_server_s_lateness(run_dir: Path) -> None:
+    truth.write(run_dir / truth.TRUTH_FILE, built_truth(["kernel", "loop", "loop", "loop"]))
+    written = report.build([run_dir], limit=30)
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    jsonschema.Draft7Validator(schemas.load("summary.json")).validate(summary)
+    assert summary["timing_error_ms"]["received_by"] == {"kernel": 16, "loop": 48, "unknown": 0}
+    warning = (
+        "warning: the server's arrivals were taken by its event loop for 48 of 64 requests: "
+        "TTFT error includes the server's own lateness"
+    )
+    lines = written.markdown.read_text().splitlines()
+    assert "- timing error against ground truth: TTFT p99 3.0 ms, ITL p99 0.0 ms (64 requests)" in lines
+    assert f"- {warning}" in lines
+    assert warning.removeprefix("warning: ").replace("'", "&#x27;") in written.html.read_text()
+
+
+def test_ground_truth_from_before_arrivals_were_attributed_says_it_does_not_know(run_dir: Path) -> None:
+    lines = [orjson.loads(orjson.dumps(t)) for t in built_truth(["kernel"])]
+    (run_dir / truth.TRUTH_FILE).write_bytes(
+        b"".join(orjson.dumps({k: v for k, v in line.items() if k != "received_by"}) + b"\n" for line in lines)
+    )
+    written = report.build([run_dir], limit=30)
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    assert summary["timing_error_ms"]["received_by"] == {"kernel": 0, "loop": 0, "unknown": 64}
+    assert "(64 requests; the server did not say whose clock took its arrivals)" in written.markdown.read_text()
 
 
 def test_several_runs_side_by_side(tmp_path: Path) -> None:

@@ -41,11 +41,12 @@ def test_a_connection_s_bytes_are_timed_when_they_arrived_even_before_it_was_acc
             read_at = time.perf_counter_ns()
             assert conn.recv(100) == b"GET / HTTP/1.1\r\n\r\n"
             assert before - SLACK_NS <= conn.arrived_ns <= after + SLACK_NS
-            assert conn.arrived_ns < read_at
+            assert conn.arrived_ns < read_at and conn.by_kernel
             client.close()
             before = time.perf_counter_ns()
             assert conn.recv(100) == b""  # the end of the stream brings no time: it is read now
             assert before <= conn.arrived_ns <= time.perf_counter_ns()
+            assert not conn.by_kernel
 
 
 def test_every_address_of_the_host_listens_on_one_port(selector_loop: asyncio.AbstractEventLoop) -> None:
