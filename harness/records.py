@@ -126,7 +126,8 @@ class StepInfo:
     """A load step as it was asked for and as it ran; written when the step ends.
 
     `loop_lag_ns` are the event-loop lag samples taken during the step, `cpu_s` the client process's CPU time
-    over `ended_ns - started_ns`.
+    over `ended_ns - started_ns`. `stopped_early` says why the run stopped sending in this step, if it did
+    (`harness.stop_rule`); no later step ran.
     """
 
     run_id: str
@@ -149,6 +150,7 @@ class StepInfo:
     cpu_s: float = 0.0
     loop_lag_ns: list[int] = field(default_factory=list)
     loop_lag_interval_ns: int = 0
+    stopped_early: str | None = None
     type: Literal["step"] = "step"
 
 
