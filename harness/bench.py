@@ -213,9 +213,7 @@ def checked(
     body = request_body(config, preflight.PROBE_MESSAGES, preflight.PROBE_PROMPT, preflight.PROBE_TOKENS, extra)
     if (refusal := check.probe(found, endpoint, body)) is not None:
         if not without_refused:
-            raise preflight.PreflightError(
-                f"{refusal.describe()}; run again with --no-ignore-eos (output lengths are then the model's own)"
-            )
+            raise refusal.error()
         found = preflight.with_refusal(found, refusal)
     for notice in found.notices:
         print(f"notice: {notice}", file=sys.stderr)

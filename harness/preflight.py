@@ -70,6 +70,12 @@ class Refusal:
     def describe(self) -> str:
         return f"the target refuses {', '.join(self.fields)} ({self.detail})"
 
+    def error(self) -> PreflightError:
+        """The refusal as the failure of a run that must not go without the fields, with the fix."""
+        return PreflightError(
+            f"{self.describe()}; run again with --no-ignore-eos (output lengths are then the model's own)"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Answer:

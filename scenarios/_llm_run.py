@@ -222,9 +222,7 @@ def _preflight(options: LLMOptions, base_url: str) -> preflight.Found:
     extra = preflight.probe_extra(options.exact_lengths)
     body = request_body(config, preflight.PROBE_MESSAGES, preflight.PROBE_PROMPT, preflight.PROBE_TOKENS, extra)
     if (refusal := check.probe(found, "chat", body)) is not None:
-        raise preflight.PreflightError(
-            f"{refusal.describe()}; run again with --no-ignore-eos (output lengths are then the model's own)"
-        )
+        raise refusal.error()
     for notice in found.notices:
         log.warning("%s", notice)
     return found
