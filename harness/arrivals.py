@@ -189,14 +189,18 @@ class StepClock:
     ended_ns: int = 0
 
 
-async def run_step(step: StepPlan, fire: Fire) -> StepClock:
-    """Drive one step to its end, waiting for every request it sent."""
+async def run_step(step: StepPlan, fire: Fire, halt: asyncio.Event | None = None) -> StepClock:
+    """Drive one step to its end, waiting for every request it sent.
+
+    Once `halt` is set no further request is sent; those in flight finish, and the step ends with them.
+    """
     started = time.perf_counter_ns()
     clock = StepClock(started, started + round(step.warmup_s * 1e9))
+    halt = halt if halt is not None else asyncio.Event()
     if step.mode == "concurrency":
-        await _closed_loop(step, fire, clock)
+        await _closed_loop(step, fire, clock, halt)
     else:
-        await _open_loop(step, fire, clock)
+        await _open_loop(step, fire, clock, halt)
     clock.ended_ns = time.perf_counter_ns()
     return clock
 
@@ -216,7 +220,7 @@ def _tighten_timer_slack() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
 
-async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
+async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock, halt: asyncio.Event) -> None:
     """Requests are released by a pacing thread that sleeps to each due time with the OS clock.
 
     The event loop's own timers tick in whole milliseconds, which would bunch Poisson arrivals onto a 1 ms grid;
@@ -300,16 +304,19 @@ async def _open_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
     switch = sys.getswitchinterval()
     sys.setswitchinterval(min(switch, _SWITCH_INTERVAL_S))
     pacer.start()
+    halted = loop.create_task(halt.wait())
+    halted.add_done_callback(lambda _: stop.set())  # the pacer wakes from its sleep and hands over no more
     try:
         await paced
     finally:
+        halted.cancel()
         stop.set()
         sys.setswitchinterval(switch)
     if tasks:
         await asyncio.gather(*tasks)
 
 
-async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
+async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock, halt: asyncio.Event) -> None:
     assert step.concurrency is not None
     seqs = itertools.count()
     measured = itertools.count()
@@ -320,7 +327,7 @@ async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
     async def user(number: int) -> None:
         while True:
             now = time.perf_counter_ns()
-            if stop_at is not None and now >= stop_at:
+            if (stop_at is not None and now >= stop_at) or halt.is_set():
                 return
             seq = next(seqs)
             warm = seq < step.warmup_requests or now < warm_until
@@ -335,5 +342,5 @@ async def _closed_loop(step: StepPlan, fire: Fire, clock: StepClock) -> None:
     await asyncio.gather(*(user(n) for n in range(step.concurrency)))
     if first_measured:
         clock.measure_start_ns = max(clock.measure_start_ns, first_measured[0])
-    if stop_at is not None:
+    if stop_at is not None and not halt.is_set():  # halted: sending ended with the last request sent
         clock.dispatch_end_ns = max(clock.dispatch_end_ns, min(stop_at, time.perf_counter_ns()))

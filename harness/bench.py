@@ -1,7 +1,9 @@
 """`harness bench`: generate load against an endpoint, record every request, summarize and judge the run.
 
 With no `--base-url` (and no ANYSCALE_BASE_URL) the reference server's simulator is started for the run.
-Writes `<output-dir>/<run-id>/records.jsonl` and `summary.json` and prints a summary table.
+Before anything is written the preflight (`harness.preflight`) checks the target, the keys, the model and one
+request of the run's kind. Writes `<output-dir>/<run-id>/records.jsonl` and `summary.json` and prints a summary
+table. Exit codes: 0 some requests succeeded, 1 none did or the run stopped early, 2 it could not start.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from harness import rundir, selector, validity
+from harness import preflight, rundir, selector, validity
 from harness.arrivals import ARRIVALS, StepPlan, sweep
-from harness.client import ApiKey, Client, ClientConfig
+from harness.client import ApiKey, Client, ClientConfig, Endpoint, request_body
 from harness.metrics import Slo
 from harness.progress import Progress
 from harness.prompts import Calibration, LengthDistribution, PromptItem, load_jsonl, load_sharegpt, shuffled, synthetic
 from harness.records import RecordWriter, RunFile, RunInfo, new_run_id
-from harness.runner import Runner, calibrate, prepare
+from harness.runner import CalibrationFailed, Runner, calibrate, prepare
+from harness.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule, max_error_rate
 from harness.target import launch_reference_server
 from schemas import CHAT_FAMILIES, ChatFamily, family_for_model
 
@@ -120,6 +123,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an extra header on every request (repeatable), e.g. 'x-fault: stall:500' for the simulator",
     )
     behaviour.add_argument("--slo", type=Slo.parse, help="e.g. ttft_ms=500,itl_ms=100,e2e_ms=20000")
+    behaviour.add_argument(
+        "--stop-error-rate",
+        type=max_error_rate,
+        default=DEFAULT_MAX_ERROR_RATE,
+        metavar="SHARE",
+        help="stop early when more than this share of the last 50 requests failed, 429s aside "
+        f"(default {DEFAULT_MAX_ERROR_RATE:g}; 1: never)",
+    )
+    behaviour.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="skip the checks of the target before the run (its /models, the key, the model, one test request)",
+    )
 
     prompts = parser.add_argument_group("prompts (default: synthetic)")
     source = prompts.add_mutually_exclusive_group()
@@ -176,6 +193,38 @@ class Resolved:
     keys: tuple[ApiKey, ...]
     model: str | None
     description: str
+    preflight: Mapping[str, Any] | None = None  # what the preflight found, recorded in the run's config
+
+
+def checked(
+    target: Resolved,
+    endpoint: Endpoint,
+    exact_lengths: bool,
+    headers: Sequence[tuple[str, str]],
+    *,
+    without_refused: bool = False,
+    budget_s: float = preflight.BUDGET_S,
+) -> Resolved:
+    """The target after its preflight: base URL and model as found, and what was found in `preflight`.
+
+    Raises `preflight.PreflightError` (one line) when the target cannot be run against — also when it refuses the
+    extension fields, unless `without_refused` (the run then goes without them: see `refused_fields`).
+    Prints the preflight's notices.
+    """
+    first, *others = target.keys
+    others_named = [(k.name, k.secret) for k in others]
+    check = preflight.Preflight(first.secret, headers, other_keys=others_named, budget_s=budget_s)
+    found = check.find(target.base_url, target.model)
+    config = ClientConfig(base_url=found.base_url, model=found.model, endpoint=endpoint)
+    extra = preflight.probe_extra(exact_lengths)
+    body = request_body(config, preflight.PROBE_MESSAGES, preflight.PROBE_PROMPT, preflight.PROBE_TOKENS, extra)
+    if (refusal := check.probe(found, endpoint, body)) is not None:
+        if not without_refused:
+            raise refusal.error()
+        found = preflight.with_refusal(found, refusal)
+    for notice in found.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    return replace(target, base_url=found.base_url, model=found.model, preflight=found.config())
 
 
 def _plans(args: argparse.Namespace) -> list[StepPlan]:
@@ -246,12 +295,12 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
     async with client:
         calibration = Calibration()
         if args.calibrate and args.prompts is None:
-            calibration, problems = await calibrate(client, family, args.seed)
-            for problem in problems:
-                print(f"warning: {problem}", file=sys.stderr)
+            calibration, warnings = await calibrate(client, family, args.seed)
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
         prepared = prepare(client, _items(args, calibration), family, args.exact_lengths)
         run_id = args.run_id or new_run_id()
-        run_config = _run_config(args, plans, calibration)
+        run_config = _run_config(args, plans, calibration, target)
         info = RunInfo.start(
             run_id,
             target={
@@ -268,12 +317,14 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
         directory = args.output_dir / run_id
         progress = Progress(progress_enabled)
         with RecordWriter(directory / "records.jsonl", info) as writer:
-            runner = Runner(client, info, prepared, writer, progress)
+            runner = Runner(client, info, prepared, writer, progress, stop_rule=StopRule(args.stop_error_rate))
             await runner.execute(plans)
     return RunFile(info, runner.steps, runner.records), directory
 
 
-def _run_config(args: argparse.Namespace, plans: Sequence[StepPlan], calibration: Calibration) -> dict[str, Any]:
+def _run_config(
+    args: argparse.Namespace, plans: Sequence[StepPlan], calibration: Calibration, target: Resolved
+) -> dict[str, Any]:
     source = "jsonl" if args.prompts else "sharegpt" if args.sharegpt else "synthetic"
     return {
         "steps": [p.label for p in plans],
@@ -298,6 +349,8 @@ def _run_config(args: argparse.Namespace, plans: Sequence[StepPlan], calibration
         },
         "uvloop": args.uvloop,
         "send_ahead_ms": args.send_ahead_ms,
+        "stop_error_rate": args.stop_error_rate,
+        "preflight": dict(target.preflight) if target.preflight is not None else None,  # None: skipped
     }
 
 
@@ -409,8 +462,10 @@ def run(args: argparse.Namespace) -> int:
             keys = tuple(ApiKey(f"key-{i}", s) for i, s in enumerate(secrets, start=1))
             target = Resolved(t.base_url, keys, t.model, t.description)
         try:
+            if args.preflight:
+                target = checked(target, args.endpoint, args.exact_lengths, args.header)
             run_file, directory = run_async(lambda: _bench(args, target, progress), args.uvloop)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, preflight.PreflightError, CalibrationFailed) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2
     kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None)
@@ -418,4 +473,16 @@ def run(args: argparse.Namespace) -> int:
     path = rundir.write_summary(directory, summary)
     print(format_table(summary))
     print(f"records: {directory / 'records.jsonl'}\nsummary: {path}")
-    return 2 if summary["validity"]["verdict"] == "UNUSABLE" else 0
+    if summary["validity"]["verdict"] == "UNUSABLE":
+        if (reason := stopped_early(run_file)) is not None:
+            print(f"stopped early: {reason}")
+        return 2
+    if (reason := stopped_early(run_file)) is not None:
+        print(f"stopped early: {reason}")
+        return 1
+    return 0
+
+
+def stopped_early(run_file: RunFile) -> str | None:
+    """Why the run stopped before its plan was done (the stop rule's reason on its last step line), or None."""
+    return next((s.stopped_early for s in run_file.steps if s.stopped_early is not None), None)

@@ -1,6 +1,9 @@
 """`harness check`: run the conformance suite shipped in `harness.conformance` against an endpoint.
 
 With no base URL (and no $ANYSCALE_BASE_URL) the suite starts the reference server (simulator) on a free port.
+Otherwise the preflight (`harness.preflight`) first reaches the endpoint's /models with the key(s) and finds the
+model, so that a wrong URL, key or model is one line and exit code 2 rather than every check failing alike; it
+sends no completion request, since whether those work is what the checks themselves report.
 The checks run in-process through `pytest.main` from the installed package, so no repository checkout is needed.
 Writes `junit.xml` and `result.json` (validated by `schemas/conformance_result.json`) into the output directory and
 exits 0 only when every check passed.
@@ -16,6 +19,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+from harness.preflight import Preflight, PreflightError
+from harness.target import DEFAULT_MODEL
 
 RESULT_FILE = "result.json"
 JUNIT_FILE = "junit.xml"
@@ -38,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--release-timeout", type=float, default=10.0, help="seconds a slot may take to come back (limit checks)"
     )
     target.add_argument("--server-arg", action="append", default=[], help="extra argument for the started simulator")
+    target.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="skip the check of the endpoint's /models, key and model before the suite",
+    )
     run = parser.add_argument_group("run")
     run.add_argument("-m", "--markers", help="run a part: a marker expression, e.g. 'streaming or errors'")
     run.add_argument("-k", "--keyword", help="run checks whose names match this pytest -k expression")
@@ -107,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
     from harness.conformance import plugin
     from harness.conformance.result import validation_errors
 
+    base_url = args.base_url or os.environ.get("ANYSCALE_BASE_URL")
+    if base_url and args.preflight:
+        try:
+            args = argparse.Namespace(**{**vars(args), "base_url": _preflight(args, base_url)})
+        except PreflightError as exc:
+            print(f"harness check: {exc}", file=sys.stderr)
+            return 2
     run_id = args.run_id or default_run_id()
     output_dir: Path = args.output_dir or Path("reports") / run_id / "conformance"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +140,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"conformance result: {result_path} (JUnit: {output_dir / JUNIT_FILE})")
     return 0 if code == pytest.ExitCode.OK else 1
+
+
+def _preflight(args: argparse.Namespace, base_url: str) -> str:
+    """The base URL to check, once its /models answers the key(s) and lists the model; notices are printed."""
+    from harness.conformance.contract import parse_header
+
+    key = args.api_key or os.environ.get("ANYSCALE_API_KEY")
+    if not key:
+        raise PreflightError("an API key is needed with a base URL (--api-key or ANYSCALE_API_KEY)")
+    try:
+        headers = [parse_header(h) for h in args.extra_header]
+    except ValueError as exc:
+        raise PreflightError(f"--extra-header: {exc}") from None
+    others = [("--api-key-2", args.api_key_2)] if args.api_key_2 else []
+    found = Preflight(key, headers, other_keys=others).find(base_url, args.model or DEFAULT_MODEL)
+    for notice in found.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    return found.base_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:

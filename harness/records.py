@@ -143,7 +143,8 @@ class StepInfo:
 
     `loop_lag_ns` are the event-loop lag samples taken during the step, `cpu_s` the client process's CPU time
     over `ended_ns - started_ns`, and `wake_ns` the largest wake-up latency its loop's selector measured
-    (`harness.selector`; 0 when it has none).
+    (`harness.selector`; 0 when it has none). `stopped_early` says why the run stopped sending in this step, if it did
+    (`harness.stop_rule`); no later step ran.
     """
 
     run_id: str
@@ -167,6 +168,7 @@ class StepInfo:
     loop_lag_ns: list[int] = field(default_factory=list)
     loop_lag_interval_ns: int = 0
     wake_ns: int = 0
+    stopped_early: str | None = None
     type: Literal["step"] = "step"
 
 

@@ -7,6 +7,11 @@ retried as Retry-After says, so that users above the limit wait instead of spinn
 for the harness's own timings (reference server only), the report (`harness report`) and the gate
 (`harness gate`, the shipped thresholds unless `--thresholds`). The exit code is the gate's: 0 pass, 1 fail,
 2 unusable (an INVALID run, a failed start).
+
+Before any of it, the preflight (`harness.preflight`) checks the target, the key, the model and one request of the
+sweep's kind; a target that cannot be run against stops the job (exit 2) before anything is written for it. A
+target that refuses the extension fields `ignore_eos`/`min_tokens` is swept without them, as the run's config
+records.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from harness import bench, check, gate, report, rundir, truth, validity
 from harness.bench import Resolved
 from harness.client import ApiKey
+from harness.preflight import BUDGET_S, PreflightError
 from harness.progress import Progress
 from harness.records import new_run_id
 from harness.target import launch_reference_server
@@ -129,7 +135,7 @@ def _conformance(args: argparse.Namespace, t: Resolved, key_2: str | None, direc
     check.add_arguments(parser)
     argv = ["--base-url", t.base_url, "--api-key", t.keys[0].secret, "--profile", args.profile]
     argv += ["--concurrency-limit", str(args.concurrency_limit), "--release-timeout", "60", "--request-timeout", "300"]
-    argv += ["--run-id", run_id, "--output-dir", str(directory / "conformance"), "-q"]
+    argv += ["--run-id", run_id, "--output-dir", str(directory / "conformance"), "-q", "--no-preflight"]
     argv += ["--api-key-2", key_2] if key_2 else []
     argv += ["--model", t.model] if t.model else []
     code = check.run(parser.parse_args(argv))
@@ -150,11 +156,14 @@ def _sweep(args: argparse.Namespace, t: Resolved, defaults: Defaults, run_id: st
     argv += ["--on-429", "retry", "--max-retries", "20", "--timeout", "300", "--validate-chunks"]
     argv += ["--profile", args.profile, "--output-dir", str(args.output_dir), "--run-id", run_id]
     argv += ["--trace-timing"] if traced else []
+    argv += ["--no-ignore-eos"] if (t.preflight or {}).get("refused_fields") else []
     bench_args = parser.parse_args(argv)
     progress = args.progress and Progress.wanted(sys.stderr, os.environ.get("CI", "").lower() in ("1", "true"))
     # The bench's own driver, given the target resolved here (so that it is described as this job knows it).
     run_file, directory = bench.run_async(lambda: bench._bench(bench_args, t, progress), use_uvloop=False)
     print(f"      {sum(1 for r in run_file.requests if not r.warmup)} measured requests in {len(run_file.steps)} steps")
+    if (reason := bench.stopped_early(run_file)) is not None:
+        print(f"      stopped early: {reason}", flush=True)
     return directory
 
 
@@ -195,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         code = _run(args)
-    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+    except (RuntimeError, TimeoutError, OSError, ValueError, PreflightError) as exc:
         print(f"harness run: {exc}", file=sys.stderr)
         return 2
     print(f"done in {time.monotonic() - started:.0f} s")
@@ -211,9 +220,9 @@ def _run(args: argparse.Namespace) -> int:
         if not secret:
             print("harness run: an API key is needed (--api-key or ANYSCALE_API_KEY)", file=sys.stderr)
             return 2
-        directory.mkdir(parents=True, exist_ok=True)
         _say(1, f"target {args.base_url}")
-        target = Resolved(args.base_url, (ApiKey("key-1", secret),), args.model, args.base_url)
+        target = _checked(Resolved(args.base_url, (ApiKey("key-1", secret),), args.model, args.base_url))
+        directory.mkdir(parents=True, exist_ok=True)
         return _job(args, target, args.api_key_2, DEFAULTS["url"], args.ground_truth)
     if args.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         print(VLLM_MISSING, file=sys.stderr)
@@ -237,5 +246,13 @@ def _run(args: argparse.Namespace) -> int:
         _yield_cpu(server.process.pid)
         print(f"      {s.base_url} serving {s.model} (at lower CPU priority than the client)", flush=True)
         description = f"reference server ({args.engine} engine)"
-        target = Resolved(s.base_url, (ApiKey("key-1", s.api_key),), s.model, description)
+        # Its own server's first answer may come slowly (an engine warming up): no 10-second budget for that.
+        target = _checked(Resolved(s.base_url, (ApiKey("key-1", s.api_key),), s.model, description), budget_s=120)
         return _job(args, target, s.api_key_2, DEFAULTS[args.engine], True)
+
+
+def _checked(target: Resolved, budget_s: float = BUDGET_S) -> Resolved:
+    """The preflight of the sweep's requests (chat, exact lengths): a refusal of the extension fields is no stop."""
+    checked = bench.checked(target, "chat", True, (), without_refused=True, budget_s=budget_s)
+    print(f"      preflight: {checked.base_url} serves {checked.model}", flush=True)
+    return checked

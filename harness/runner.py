@@ -2,7 +2,8 @@
 
 The runner owns the order of things — calibrate, then for each step: start the meters, drive the load, write the
 step line — and nothing else: load shapes are `harness.arrivals`, requests `harness.client`, metrics come later
-from the records.
+from the records. A run whose latest requests mostly fail stops early (`harness.stop_rule`): the step that tripped
+the rule ends with the requests in flight, its step line says why, and no later step runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from harness.progress import Progress
 from harness.prompts import Calibration, PromptItem, calibration_prompts, exact_length_body, fit_calibration
 from harness.records import Record, RecordWriter, RunInfo, StepInfo
 from harness.release import Release
+from harness.stop_rule import StopRule
 from harness.validity import CpuMeter, LoopMonitor
 from schemas import ChatFamily
 
@@ -44,19 +46,28 @@ def prepare(
     return prepared
 
 
+class CalibrationFailed(RuntimeError):
+    """A calibration request failed: the run would fail the same way, so it does not start."""
+
+
 async def calibrate(client: Client, family: ChatFamily | None, seed: int) -> tuple[Calibration, list[str]]:
-    """Ask the target how many tokens the calibration prompts are; problems come back as messages."""
+    """Ask the target how many tokens the calibration prompts are; warnings come back as messages.
+
+    Raises CalibrationFailed, naming the error and the fix, when a calibration request fails.
+    """
     tokens: list[int | None] = []
-    problems: list[str] = []
     for i, prepared in enumerate(prepare(client, calibration_prompts(seed), family, exact_lengths=False)):
         record = await client.send(prepared.body, Record(index=i, endpoint=client.config.endpoint))
         if record.error_kind is not None:
-            problems.append(f"calibration request failed: {record.error_kind}: {record.error_detail}")
+            raise CalibrationFailed(
+                f"calibration request failed: {record.error_kind}: {record.error_detail} "
+                "(the run would fail alike; --no-calibrate skips calibration)"
+            )
         tokens.append(record.prompt_tokens)
     calibration = fit_calibration(tokens)
-    if not calibration.measured and not problems:
-        problems.append("the target reported no usable prompt_tokens; assuming one token per word")
-    return calibration, problems
+    if not calibration.measured:
+        return calibration, ["the target reported no usable prompt_tokens; assuming one token per word"]
+    return calibration, []
 
 
 class Runner:
@@ -68,6 +79,7 @@ class Runner:
         writer: RecordWriter,
         progress: Progress,
         lag_interval_s: float = 0.02,
+        stop_rule: StopRule | None = None,
     ) -> None:
         if not prompts:
             raise ValueError("no prompts to send")
@@ -81,6 +93,13 @@ class Runner:
         self._next_index = 0
         self._monitor = LoopMonitor(lag_interval_s)
         self._cpu = CpuMeter()
+        self._stop_rule = stop_rule if stop_rule is not None else StopRule()
+        self._halt = asyncio.Event()
+
+    @property
+    def stopped_early(self) -> str | None:
+        """Why the run stopped before its plan was done, or None."""
+        return self._stop_rule.reason
 
     @staticmethod
     def _wake_ns() -> int:
@@ -94,6 +113,8 @@ class Runner:
         try:
             for plan in plans:
                 await self._step(plan)
+                if self._halt.is_set():
+                    break
         finally:
             await self.progress.stop()
             await self._monitor.stop()
@@ -128,8 +149,10 @@ class Runner:
                 self.records.append(record)
                 self.writer.write(record)
                 self.progress.finished(record)
+                if self._stop_rule.observe(record) is not None:
+                    self._halt.set()
 
-        clock: StepClock = await run_step(plan, fire)
+        clock: StepClock = await run_step(plan, fire, self._halt)
         info = StepInfo(
             run_id=self.run.run_id,
             step=plan.index,
@@ -152,6 +175,7 @@ class Runner:
             loop_lag_ns=self._monitor.take(),
             loop_lag_interval_ns=self._monitor.interval_ns,
             wake_ns=self._wake_ns(),
+            stopped_early=self._stop_rule.reason,
         )
         self.steps.append(info)
         self.writer.write_step(info)

@@ -93,6 +93,7 @@ def target_table(summary: Summary) -> Table:
         ["per step", f"warm-up {config.get('warmup_s', '–')} s, then {_extent(config)}"],
         ["prompts", _prompts(config.get("prompts") or {})],
         ["on 429", str(config.get("on_429", "–"))],
+        ["preflight", _preflight(config.get("preflight"))],
         ["SLO", ", ".join(f"{k} ≤ {v:g}" for k, v in (summary.get("slo") or {}).items()) or "none"],
         ["records", ", ".join(summary.get("sources", [])) or "–"],
     ]
@@ -103,6 +104,13 @@ def _extent(config: Mapping[str, Any]) -> str:
     if config.get("requests"):
         return f"{config['requests']} requests"
     return f"{config['duration_s']} s" if config.get("duration_s") is not None else "–"
+
+
+def _preflight(found: Mapping[str, Any] | None) -> str:
+    """What the checks before the run found: its notices (a /v1 added, extension fields refused), or that all passed."""
+    if not found:
+        return "–"
+    return "; ".join(map(str, found.get("notices") or [])) or "passed"
 
 
 def _prompts(prompts: Mapping[str, Any]) -> str:

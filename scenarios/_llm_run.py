@@ -3,8 +3,9 @@
 The master (or a local runner) conducts: it names the run and says which load step is on — step 0 when the test
 starts, the next one whenever a staged shape moves on — and sends that to the workers as an `llm:step` message.
 Every process that sends requests holds a `Session` for the test: the resolved target and model, the request
-bodies (built once), and its records file. Sessions are per environment, created on `test_start` and closed on
-`test_stop`.
+bodies (built once), and its records file. Sessions are per environment, created on `test_start` — after the
+preflight (`harness.preflight`: the target's /models, the key, the model, one streamed chat request as the users
+send it), whose one-line failure stops the run with exit code 2 — and closed on `test_stop`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import os
 import random
 import socket
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 import schemas
+from harness import preflight
 from harness.client import ClientConfig, Endpoint, request_body
 from harness.prompts import Calibration, LengthDistribution, PromptItem, exact_length_body, load_jsonl, synthetic
 from harness.records import Record, RunInfo, new_run_id
@@ -234,11 +235,19 @@ def _first_step(environment: Environment) -> StepAnnouncement:
     return StepAnnouncement(new_run_id(), 0, label, users, type(shape).__name__ if shape is not None else None, names)
 
 
-def _first_model(base_url: str, api_key: str, timeout_s: float) -> str:
-    request = urllib.request.Request(f"{base_url}/models", headers={"Authorization": f"Bearer {api_key}"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        body = orjson.loads(response.read())
-    return str(body["data"][0]["id"])
+def _preflight(options: LLMOptions, base_url: str) -> preflight.Found:
+    """The target checked before any user starts: the model found, and the streamed chat request the users send
+    taken (raises `preflight.PreflightError`, one line, otherwise)."""
+    check = preflight.Preflight(options.api_key)
+    found = check.find(base_url, options.model)
+    config = ClientConfig(base_url=found.base_url, model=found.model, endpoint="chat")
+    extra = preflight.probe_extra(options.exact_lengths)
+    body = request_body(config, preflight.PROBE_MESSAGES, preflight.PROBE_PROMPT, preflight.PROBE_TOKENS, extra)
+    if (refusal := check.probe(found, "chat", body)) is not None:
+        raise refusal.error()
+    for notice in found.notices:
+        log.warning("%s", notice)
+    return found
 
 
 def _open_session(environment: Environment, step: StepAnnouncement, test_number: int) -> Session:
@@ -247,8 +256,8 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
         raise ValueError("no host: give -H/--host (the base URL, with or without /v1) or ANYSCALE_BASE_URL")
     if not options.api_key:
         raise ValueError("no API key: give --api-key or set ANYSCALE_API_KEY")
-    base_url = api_base(environment.host)
-    model = options.model or _first_model(base_url, options.api_key, 30.0)
+    found = _preflight(options, api_base(environment.host))
+    base_url, model = found.base_url, found.model
     family = options.family or family_for_model(model)
     if options.prompts is not None:
         items = load_jsonl(options.prompts, options.max_tokens)
@@ -285,6 +294,7 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
             },
             "trace_timing": options.trace_timing,
             "validate_chunks": options.validate_chunks,
+            "preflight": found.config(),
         },
     )
     sink = None
@@ -382,6 +392,9 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     process.finished_tokens = process.reported_tokens = 0
     try:
         process.session = _open_session(environment, step, process.tests)
+    except preflight.PreflightError as exc:
+        process.session = None
+        refuse(environment, str(exc))
     except (ValueError, OSError, KeyError, IndexError, orjson.JSONDecodeError) as exc:
         process.session = None
         refuse(environment, f"{type(exc).__name__}: {exc}")

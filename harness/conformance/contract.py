@@ -70,6 +70,8 @@ class Contract:
         self.profile: Profile = settings.target.profile
         self.model = settings.target.model
         self._family, self._template = self._chat_template(settings.chat_template)
+        # Whether the target takes `ignore_eos`: None until found out (`Slots` does, once, under the openai profile).
+        self.ignore_eos: bool | None = True if self.profile == "anyscale" else None
 
     def _chat_template(self, option: str | None) -> tuple[ChatFamily | None, str | None]:
         by_model = schemas.family_for_model(self.model)
@@ -140,8 +142,17 @@ class Contract:
         return {**body, **extra}
 
     def hold_body(self) -> dict[str, Any]:
-        """A stream that lasts: no max_tokens (the rest of the context) and no end at EOS."""
-        return {"model": self.model, "prompt": "Count from one to one million.", "stream": True, "ignore_eos": True}
+        """A stream that lasts: no max_tokens (the rest of the context), and no end at EOS where the target allows.
+
+        `ignore_eos` is vLLM's: the anyscale profile's API takes it, but the openai profile does not define it and a
+        strict server refuses it (422), which would fail every limit check for a field no check is about. Under
+        that profile it is sent only once the target was found to take it. Found out rather than never sent:
+        without it a stream ends where the model stops — on the simulator after ~100 tokens, some far sooner,
+        well within a check that holds N streams — and its slot coming back mid-check would fail the check
+        wrongly; one 1-token request keeps the checks as strict wherever the target allows it.
+        """
+        body = {"model": self.model, "prompt": "Count from one to one million.", "stream": True}
+        return {**body, "ignore_eos": True} if self.ignore_eos else body
 
     def quick_body(self) -> dict[str, Any]:
         return {"model": self.model, "prompt": "Hi", "max_tokens": 1}

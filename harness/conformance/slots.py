@@ -30,7 +30,17 @@ class Slots:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> Slots:
+        if self.contract.ignore_eos is None:  # before any slot is taken, so that the probes find the key free
+            self.contract.ignore_eos = await self._takes_ignore_eos()
         return self
+
+    async def _takes_ignore_eos(self) -> bool | None:
+        """Whether the target takes `ignore_eos`; None when neither the request with it nor without it worked."""
+        body = self.contract.quick_body()
+        with_it = await self.endpoint.post("/completions", {**body, "ignore_eos": True}, self.authorization)
+        if with_it.status == 200:
+            return True
+        return False if (await self.endpoint.post("/completions", body, self.authorization)).status == 200 else None
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -47,9 +57,14 @@ class Slots:
         """`message`, and whether some held stream ended on its own (which spoils what the check saw)."""
         ended = sum(h.ended() for h in self.held)
         if ended:
+            why = (
+                "the endpoint must honour ignore_eos with no max_tokens"
+                if self.contract.ignore_eos
+                else "the target refuses ignore_eos, so a held stream ends where the model stops"
+            )
             message += (
                 f" ({ended} of the {len(self.held)} held streams had already ended: the server finished them, so "
-                "they no longer held their slots; the endpoint must honour ignore_eos with no max_tokens)"
+                f"they no longer held their slots; {why})"
             )
         return message
 

@@ -2,7 +2,9 @@
 and summary.json says what happened.
 
 The simulator breaks every request of a run the same way (`--enable-faults` and `harness bench --header
-'x-fault: …'`); the last test kills the server in the middle of a run.
+'x-fault: …'`); the preflight, which would refuse such a target before the run (`test_preflight.py`), is skipped
+so that the run itself meets the faults. A run whose requests mostly fail stops early and says why; one test kills
+the server in the middle of a run.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def bench_args(server: LaunchedServer, out: Path, *extra: str) -> list[str]:
         "--run-id",
         "run",
         "--no-progress",
+        "--no-preflight",
         *extra,
     ]
 
@@ -95,8 +98,11 @@ def test_each_fault_is_recorded_as_its_error_kind(
         "--header",
         f"x-fault: {fault}",
     )
-    assert main(argv) == 1  # the run completes; no request succeeded, which its exit code says
+    assert main(argv) == 2  # the run completes; no request succeeded: UNUSABLE, which its exit code says
     summary, kinds = finished_run(tmp_path)
+    assert summary["validity"]["verdict"] == "UNUSABLE"
+    assert summary["validity"]["reasons"][0].startswith("no request succeeded; first error: ")
+    assert kind in summary["validity"]["reasons"][0]
     assert kinds == Counter({kind: REQUESTS})
     overall = summary["overall"]["requests"]
     assert overall["ok"] == 0 and overall["errors"] == REQUESTS
@@ -107,7 +113,9 @@ def test_each_fault_is_recorded_as_its_error_kind(
 
 def test_a_server_that_dies_mid_run_leaves_a_complete_record(tmp_path: Path) -> None:
     with launch_reference_server(extra_args=["--ttft-ms=1", "--itl-ms=25"], keys=1) as server:
+        # Every request is kept: the failures after the kill must not stop the run early.
         argv = bench_args(server, tmp_path, "--concurrency", "4", "--requests", "40", "--timeout", "20")
+        argv.append("--stop-error-rate=1")
         bench = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdout=subprocess.PIPE, text=True)
         try:
             # Kill the server once the run is well under way: some requests done, others streaming.
@@ -130,6 +138,55 @@ def test_a_server_that_dies_mid_run_leaves_a_complete_record(tmp_path: Path) -> 
     assert kinds[None] + kinds["disconnect"] + kinds["connect"] == 40
     assert summary["overall"]["requests"]["by_error"] == {k: n for k, n in kinds.items() if k is not None}
     assert "summary:" in out
+
+
+@pytest.mark.parametrize(
+    ("fault", "preflight", "kind", "detail"),
+    [
+        # Every request refused at once: only the early stop keeps the run from sending 500 of them.
+        ("error_500", False, "http_5xx", "500: Injected fault: internal error."),
+        # Short requests work (the preflight's and the calibration's pass), the run's longer ones all break.
+        ("malformed_chunk:8", True, "protocol_error", "an SSE event is not JSON"),
+    ],
+)
+def test_a_run_whose_requests_fail_stops_early_and_says_why(
+    faulty_server: LaunchedServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+    preflight: bool,
+    kind: str,
+    detail: str,
+) -> None:
+    argv = bench_args(faulty_server, tmp_path, "--sweep-concurrency", "4,8", "--requests", "500")
+    argv = [a for a in argv if preflight is False or a not in ("--no-preflight", "--no-calibrate")]
+    assert main([*argv, "--header", f"x-fault: {fault}"]) == 2  # nothing succeeded: UNUSABLE, and it says why
+    out = capsys.readouterr().out
+    reason = f"20 of the last 20 requests failed ({kind}: {detail}"
+    assert f"stopped early: {reason}" in out
+    run = read_run(tmp_path / "run" / "records.jsonl")
+    assert 20 <= len(run.requests) <= 20 + 4  # the 20th failure stops it; at most the other 3 were in flight
+    assert {r.error_kind for r in run.requests} == {kind}
+    (step,) = run.steps  # the second step never ran
+    assert step.stopped_early is not None and step.stopped_early.startswith(reason)
+    assert run.run.config["stop_error_rate"] == 0.5
+
+
+def test_a_stop_error_rate_of_one_never_stops(faulty_server: LaunchedServer, tmp_path: Path) -> None:
+    argv = bench_args(faulty_server, tmp_path, "--concurrency", "4", "--requests", "40", "--stop-error-rate", "1")
+    assert main([*argv, "--header", "x-fault: error_500"]) == 2  # nothing succeeded, and nothing stopped it
+    run = read_run(tmp_path / "run" / "records.jsonl")
+    assert len(run.requests) == 40 and [s.stopped_early for s in run.steps] == [None]
+
+
+def test_a_stop_error_rate_outside_zero_to_one_is_refused(
+    faulty_server: LaunchedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(bench_args(faulty_server, tmp_path, "--stop-error-rate", "0"))
+    assert stopped.value.code == 2
+    assert "--stop-error-rate: must be above 0 and at most 1 (1: never stop), not 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def completed(server: LaunchedServer) -> int:

@@ -277,3 +277,25 @@ async def test_the_closed_loop_keeps_exactly_n_users_busy_until_the_count() -> N
     assert peak == 3
     assert sorted(seqs) == list(range(10))
     assert users == {0, 1, 2}  # each request says which of the three users sent it
+
+
+@pytest.mark.parametrize("mode", ["concurrency", "rate"])
+async def test_a_halted_step_sends_nothing_more_and_waits_for_the_requests_in_flight(mode: str) -> None:
+    halt = asyncio.Event()
+    started: list[int] = []
+    finished: list[int] = []
+
+    async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
+        started.append(seq)
+        if seq == 5:
+            halt.set()
+        await asyncio.sleep(0.01)
+        finished.append(seq)
+
+    if mode == "concurrency":
+        step = StepPlan(0, "concurrency", concurrency=2, requests=1000)
+    else:
+        step = rate_step(arrival="constant", rate=1000.0, requests=1000)
+    await run_step(step, fire, halt)
+    assert 6 <= len(started) < 40  # the halting request, and the few already handed over when it came
+    assert sorted(finished) == sorted(started)  # every request sent was waited for

@@ -19,8 +19,8 @@ from aiohttp import web
 from harness.client import (
     ApiKey,
     Client,
-    Read,
     ClientConfig,
+    Read,
     _followed,
     _Outgoing,
     _Parses,

@@ -46,3 +46,14 @@ def test_schema_errors_name_where_the_instance_breaks() -> None:
 
 def test_headers_are_name_colon_value() -> None:
     assert parse_header("x-fault:  wrong_usage ") == ("x-fault", "wrong_usage")
+
+
+def test_held_streams_send_ignore_eos_under_openai_only_once_the_target_took_it() -> None:
+    assert contract().hold_body()["ignore_eos"] is True  # the anyscale profile's API is vLLM's
+    strict = contract("openai")
+    assert strict.ignore_eos is None  # not found out yet (`Slots` does, before its first stream)
+    assert "ignore_eos" not in strict.hold_body()
+    strict.ignore_eos = False
+    assert strict.hold_body() == {"model": LLAMA3, "prompt": "Count from one to one million.", "stream": True}
+    strict.ignore_eos = True
+    assert strict.hold_body()["ignore_eos"] is True
