@@ -45,6 +45,7 @@ measurement; on one host, delivery is the granularity above).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -91,7 +92,7 @@ class Samples:
         for i, name in enumerate(STATS):
             worst = max(CAUSES, key=lambda c: by_cause[c][i])
             causes[name] = worst if by_cause[worst][i] > 0 else None
-        return {name: round6(float(b)) for name, b in zip(STATS, total, strict=True)}, causes
+        return {name: _up(float(b)) for name, b in zip(STATS, total, strict=True)}, causes
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,11 @@ def itl(records: Sequence[Record], estimates: Estimates) -> Samples:
         {"reads": np.concatenate(this), "loop": loop, "granularity": grain},
         {"reads": np.concatenate(before), "loop": loop, "granularity": grain},
     )
+
+
+def _up(value: float) -> float:
+    """A bound rounded as the summary keeps numbers (6 decimals), upwards: rounding must not shrink it."""
+    return math.ceil(value * 1e6 - 1e-6) / 1e6
 
 
 def first_sent_ns(r: Record) -> int | None:

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from harness import bounds, selector
 from harness.client import (
     ApiKey,
     Client,
@@ -554,3 +555,40 @@ def test_requests_are_spread_over_keys_in_turn() -> None:
     cfg = ClientConfig(base_url="http://x/v1", model=MODEL)
     client = Client(cfg, [ApiKey("a", "1"), ApiKey("b", "2")], connections=1, origin_ns=0)
     assert [client.key_for(i) for i in range(5)] == [0, 1, 0, 1, 0]
+
+
+def answer_with_a_burst_at_the_end(listener: socket.socket) -> None:
+    """A server thread: the first chunk, 40 ms of nothing, then the last chunk and [DONE] in one write."""
+    conn, _ = listener.accept()
+    with conn:
+        request = b""
+        while not request.endswith(b"}"):
+            request += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(http_chunk(chunk("Hello")))
+        time.sleep(0.04)
+        conn.sendall(http_chunk(chunk(" world", "stop", USAGE)) + http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        conn.recv(1)
+
+
+def test_a_chunk_read_with_done_after_the_loop_slept_is_known_to_the_wake_up_latency_not_the_whole_gap() -> None:
+    async def main() -> tuple[Record, int]:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            server = threading.Thread(target=answer_with_a_burst_at_the_end, args=(listener,))
+            server.start()
+            cfg = ClientConfig(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1", model=MODEL)
+            async with Client(cfg, [ApiKey("k1", "secret")], connections=1, origin_ns=0) as client:
+                found = await client.send(request_body(cfg, None, "hi", 3), Record(index=0))
+            server.join(5)
+        timed = selector.of(asyncio.get_running_loop())
+        assert timed is not None
+        return found, timed.take_wake_max()
+
+    with asyncio.Runner(loop_factory=selector.new_event_loop) as runner:
+        record, wake_ns = runner.run(main())
+    assert record.error_kind is None and record.kernel_timed, record.error_detail
+    # The last content chunk came in one read with [DONE]: it may have come as early as the read before, 40 ms
+    # earlier — but that read's iteration slept and woke at the burst, so no sooner than the wake-up latency.
+    ((index, sure, woke),) = record.chunk_early_ns
+    assert index == 1 and sure is not None and sure >= 35_000_000 and woke is not None
+    assert bounds.early_ms(sure, woke, wake_ns / 1e6) < 5.0
