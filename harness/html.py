@@ -106,18 +106,45 @@ def _badges(summary: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+_VERDICT_TEXT = {
+    "VALID": "Every number below is within its tolerance of the truth, as far as the client could have moved it.",
+    "INVALID": "Some numbers carry a larger error bound than their tolerance: the client may have moved them.",
+    "UNUSABLE": "The run measured nothing: no request succeeded.",
+}
+_HOW = (
+    "Each number carries the client's own error bound: how far its send stamps, its reads (the kernel's receive "
+    "times, or the event loop's when the kernel did not stamp), its lateness against the schedule and the load it "
+    "failed to offer may have moved it, from what the run measured about itself. A step is VALID when every bound "
+    "is within the tolerance of its metric (by default the larger of 1 ms and 1 % of the value; 1 % for "
+    "throughput and the load offered), for the mean and each percentile up to p99.9."
+)
+
+
 def _validity(part: RunPart) -> str:
     v = part.summary["validity"]
-    text = (
-        "The client kept up: its timings can be trusted."
-        if v["verdict"] == "VALID"
-        else "The client was the bottleneck: the numbers below describe the client, not the target."
-    )
-    out = f"<h3>{escape(part.label)} {badge(v['verdict'], v['verdict'] == 'VALID')}</h3><p>{escape(text)}</p>"
+    verdict = v["verdict"]
+    text = _VERDICT_TEXT.get(verdict, "")
+    out = f"<h3>{escape(part.label)} {badge(verdict, verdict == 'VALID')}</h3><p>{escape(text)}</p>"
     out += _list(v["reasons"])
+    worst = v.get("worst")
+    if worst:
+        out += (
+            f"<p class='note'>Largest bound against its tolerance: {escape(worst['label'])}, "
+            f"{escape(worst['metric'])} {escape(worst['stat'])} {worst['value']:,.3g} ± {worst['bound']:.2g} "
+            f"(tolerance {worst['tolerance']:.2g}, {worst['ratio']:.0%} of it).</p>"
+        )
     if v["warnings"]:
         out += "<p class='note'>Warnings:</p>" + _list(v["warnings"])
-    return out
+    tolerances = v.get("tolerances")
+    for step in part.summary["steps"]:
+        found = tables.bounds_table(step, tolerances)
+        line = tables.load_line(step)
+        if found is None and line is None:
+            continue
+        inner = (f"<p>{escape(line)}</p>" if line else "") + (table(found) if found is not None else "")
+        verdict_badge = badge(step["validity"]["verdict"], step["validity"]["verdict"] == "VALID")
+        out += f"<details><summary>{escape(step['label'])} {verdict_badge} bounds</summary>{inner}</details>"
+    return out + f"<p class='note'>{escape(_HOW)}</p>"
 
 
 def _limit(part: RunPart) -> str:
@@ -131,7 +158,9 @@ def _limit(part: RunPart) -> str:
         out += (
             f"<p>Per-key limit {limit['concurrency_limit']} over {limit['keys']} key(s): "
             f"{badge('honoured' if limit['honoured'] else 'NOT honoured', limit['honoured'])} — no 429 expected at "
-            "or below it, some expected above it.</p>" + table(limit_table)
+            "or below it, some expected above it.</p>"
+            + table(limit_table)
+            + f"<p class='note'>{escape(tables.LIMIT_NOTE)}</p>"
         )
     knee = summary.get("knee")
     if knee:
@@ -209,6 +238,11 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
                 else f"<p class='note'>{escape(stamps)}.</p>"
             )
             text += f"<h3>{escape(p.label)}</h3>{note}{table(t)}"
+            if (cells := tables.truth_table(p.summary)) is not None:
+                text += (
+                    "<p>Each statistic against the ground truth's over the same requests, beside the bound the run "
+                    "gave it:</p>" + table(cells)
+                )
         body.append(_section("timing", "Timing error against ground truth", text))
     body.append(_section("cdfs", "Latency distributions", image(figures.cdfs_png, "latency CDFs")))
     sweep = (

@@ -115,6 +115,7 @@ class LengthDistribution:
 
 def _number(value: float) -> str:
     # Whole numbers as users write them (32, not 32.0); others as repr, the shortest text that reads back exactly.
+    value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
 
 

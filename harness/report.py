@@ -135,7 +135,13 @@ def _headline(summary: Mapping[str, Any]) -> str:
 def _details(summary: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     v = summary["validity"]
-    lines += [f"- INVALID: {r}" for r in v["reasons"]] + [f"- warning: {w}" for w in v["warnings"]]
+    lines += [f"- {v['verdict']}: {r}" for r in v["reasons"]] + [f"- warning: {w}" for w in v["warnings"]]
+    worst = v.get("worst")
+    if worst:
+        lines.append(
+            f"- largest error bound: {worst['label']} {worst['metric']} {worst['stat']} {worst['value']:,.3g} "
+            f"± {worst['bound']:.2g} ({worst['ratio']:.0%} of its tolerance {worst['tolerance']:.2g})"
+        )
     conformance = summary.get("conformance")
     if conformance:
         lines += [

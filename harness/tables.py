@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness import validity
+
 Summary = Mapping[str, Any]
 
 
@@ -42,6 +44,23 @@ def _lat(table: Summary, name: str, q: str) -> float | None:
     return value
 
 
+def plus_minus(bound: float | None) -> str:
+    """A bound as the tables show it: two significant digits, never rounded to zero."""
+    if bound is None:
+        return ""
+    if bound == 0:
+        return "±0"
+    return f"±{bound:.2g}" if bound < 100 else f"±{bound:,.0f}"
+
+
+def _bounded(table: Summary, name: str, q: str) -> str:
+    """A latency statistic with the client's bound beside it, when the summary has bounds."""
+    dist = table["latency_ms"][name]
+    bound = (dist.get("bounds") or {}).get(q)
+    value = ms(dist[q])
+    return value if bound is None or dist[q] is None else f"{value} {plus_minus(bound)}"
+
+
 # Per-step columns: header, cell from a step (or overall) table.
 _STEP_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
     ("ok/total", lambda t: f"{t['requests']['ok']}/{t['requests']['total']}"),
@@ -49,20 +68,21 @@ _STEP_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
     ("429s", lambda t: str(t.get("responses_429", t["requests"]["rate_limited"]))),
     ("req/s", lambda t: num(t["throughput"]["requests_per_s"])),
     ("out tok/s", lambda t: num(t["throughput"]["output_tokens_per_s"], 0)),
-    ("TTFT p50", lambda t: ms(_lat(t, "ttft", "p50"))),
-    ("TTFT p99", lambda t: ms(_lat(t, "ttft", "p99"))),
-    ("ITL p50", lambda t: ms(_lat(t, "itl", "p50"))),
-    ("ITL p99", lambda t: ms(_lat(t, "itl", "p99"))),
-    ("TPOT p50", lambda t: ms(_lat(t, "tpot", "p50"))),
-    ("E2E p50", lambda t: ms(_lat(t, "e2e", "p50"))),
-    ("E2E p99", lambda t: ms(_lat(t, "e2e", "p99"))),
-    ("E2E* p99", lambda t: ms(_lat(t, "e2e_from_scheduled", "p99"))),
+    ("TTFT p50", lambda t: _bounded(t, "ttft", "p50")),
+    ("TTFT p99", lambda t: _bounded(t, "ttft", "p99")),
+    ("ITL p50", lambda t: _bounded(t, "itl", "p50")),
+    ("ITL p99", lambda t: _bounded(t, "itl", "p99")),
+    ("TPOT p50", lambda t: _bounded(t, "tpot", "p50")),
+    ("E2E p50", lambda t: _bounded(t, "e2e", "p50")),
+    ("E2E p99", lambda t: _bounded(t, "e2e", "p99")),
+    ("E2E* p99", lambda t: _bounded(t, "e2e_from_scheduled", "p99")),
     ("goodput", lambda t: pct(t["goodput_fraction"])),
 ]
 STEP_NOTE = (
-    "Latencies in ms over successful measured requests; E2E* is measured from the scheduled time (client queueing "
-    "and 429 retries included); 429s counts every 429 response the measured requests met (the limit section "
-    "counts warm-up requests too)."
+    "Latencies in ms over successful measured requests, each ± how far the client itself may have moved it; E2E* is "
+    "measured from the scheduled time (client queueing and 429 retries included); 429s counts every 429 response "
+    "the measured requests met, a request that was still retrying when the window opened included (the limit "
+    "section counts warm-up requests too)."
 )
 
 
@@ -131,10 +151,106 @@ def limit_table(summary: Summary) -> Table | None:
     side = {"at_or_below": "at or below", "above": "above", "not_judged": "not judged"}
     yes_no = {True: "yes", False: "NO", None: "–"}
     rows = [
-        [s["label"], side[s["side"]], str(s["responses_429"]), str(s["errors"]), yes_no[s["honoured"]]]
+        [
+            s["label"],
+            side[s["side"]],
+            str(s["responses_429"]),
+            str(s["errors"]),
+            yes_no[s["honoured"]],
+            _count(s.get("starved_users")),
+            ms(s.get("wait_for_service_p99_ms")),
+            ms(s.get("wait_for_service_max_ms")),
+            _count(s.get("unserved_at_end")),
+            num(s.get("fairness_users"), 3),
+        ]
         for s in limit["steps"]
     ]
-    return Table(["step", "vs limit", "429s", "errors", "as expected"], rows, [False, False, True, True, False])
+    headers = ["step", "vs limit", "429s", "errors", "as expected", "users starved", "wait p99", "wait max",
+               "unserved at end", "users' fairness"]  # fmt: skip
+    return Table(headers, rows, [False, False, True, True, False, True, True, True, True, True])
+
+
+LIMIT_NOTE = (
+    "Users starved: closed-loop users with no successful response while the step sent; wait: from a request's "
+    "schedule to the send the endpoint admitted, 429 retries included (ms); unserved at end: requests still not "
+    "admitted when the step stopped sending; users' fairness: Jain's index of the requests each user completed."
+)
+
+
+def _count(value: int | None) -> str:
+    return "–" if value is None else str(value)
+
+
+_METRICS = (
+    ("TTFT", "ttft"),
+    ("ITL", "itl"),
+    ("TPOT", "tpot"),
+    ("E2E", "e2e"),
+    ("E2E from schedule", "e2e_from_scheduled"),
+)
+_SHOWN = ("mean", "p50", "p90", "p99", "p99_9", "max")
+
+
+def bounds_table(step: Summary, tolerances: Mapping[str, Any] | None) -> Table | None:
+    """One step's latencies, each statistic ± its bound, marked ✗ where the bound is over its tolerance."""
+    if not any((step["latency_ms"][key].get("bounds") for _, key in _METRICS)):
+        return None
+    rows = []
+    for name, key in _METRICS:
+        dist = step["latency_ms"][key]
+        limits, causes = dist.get("bounds") or {}, dist.get("causes") or {}
+        tol = (tolerances or {}).get(key) or {"abs_ms": 1.0, "rel": 0.01}
+        cells = []
+        for q in _SHOWN:
+            value, bound = dist[q], limits.get(q)
+            if value is None or bound is None:
+                cells.append("–")
+                continue
+            judged = q != "min" and not validity.is_extreme(q, int(dist.get("count") or 0))
+            over = judged and bound > max(tol["abs_ms"], tol["rel"] * abs(value))
+            cells.append(f"{ms(value)} {plus_minus(bound)}" + (" ✗" if over else ""))
+        worst = max((q for q in _SHOWN if limits.get(q) is not None), key=lambda q: limits[q], default=None)
+        rows.append([name, *cells, str(causes.get(worst) or "–") if worst else "–"])
+    return Table(["ms", *(q.replace("_", ".") for q in _SHOWN), "largest cause"], rows)
+
+
+def load_line(step: Summary) -> str | None:
+    """The load the client offered against the load asked, and the throughput's bound, in one line."""
+    offered = step.get("offered")
+    if not offered:
+        return None
+    if offered["mode"] == "concurrency":
+        load = (
+            f"{offered['value']:.2f} users in flight on average of {offered['asked']:g} asked "
+            f"(idle {offered['relative_error']:.2%} of the time between requests)"
+        )
+    else:
+        load = (
+            f"{offered['value']:.3g} req/s sent of {offered['asked']:.3g} req/s due "
+            f"({offered['relative_error']:.2%} off)"
+        )
+    bounds = step.get("throughput_bounds") or {}
+    tokens = bounds.get("output_tokens_per_s")
+    extra = "" if tokens is None else f"; output tokens/s {plus_minus(tokens)}"
+    return f"load offered: {load}{extra}"
+
+
+def truth_table(summary: Summary) -> Table | None:
+    """Measured statistics against the ground truth's over the same requests, with the bound and whether it held."""
+    cells = (summary.get("timing_error_ms") or {}).get("cells")
+    if not cells:
+        return None
+    rows = []
+    for name, key in _METRICS[:4]:
+        for q in ("p50", "p99", "p99_9", "max"):
+            cell = (cells.get(key) or {}).get(q)
+            if cell is None:
+                continue
+            held = "yes" if cell["covered"] else "NO"
+            rows.append([f"{name} {q.replace('_', '.')}", ms(cell["measured"]), ms(cell["true"]),
+                         f"{cell['error']:.3f}", f"{cell['bound']:.3f}", held])  # fmt: skip
+    return Table(["statistic", "measured", "true", "|difference|", "bound", "bound holds"], rows,
+                 [False, True, True, True, True, False])  # fmt: skip
 
 
 def conformance_table(summary: Summary) -> Table | None:

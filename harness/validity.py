@@ -6,8 +6,9 @@ run measures itself — how late its event loop comes round to an event (`LoopMo
 
 The verdict follows from the bounds, not from fixed limits on the client's internals: a step is VALID when every
 bound is within the tolerance of its metric — by default the larger of 1 ms and 1 % of the value for latencies,
-1 % for throughput and for the load offered — for the mean and every percentile up to p99.9. (The min and the max are
-single samples; their bounds are shown, not judged.) It is INVALID otherwise, naming the number, its bound, the
+1 % for throughput and for the load offered — for the mean and every percentile up to p99.9. The min and the max are
+single samples: their bounds are shown, not judged, and so is a percentile that is the max for lack of samples
+(p99 of fewer than 100, p99.9 of fewer than 1,000). It is INVALID otherwise, naming the number, its bound, the
 tolerance and the cause. A run is VALID when every step is; it is UNUSABLE when no request succeeded, whatever the
 client did, with the first error. The gate refuses any run that is not VALID.
 """
@@ -25,6 +26,15 @@ Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
 LATENCIES: tuple[str, ...] = ("ttft", "itl", "tpot", "e2e", "e2e_from_scheduled")
 THROUGHPUTS: tuple[str, ...] = ("requests_per_s", "output_tokens_per_s")
 JUDGED: tuple[str, ...] = ("mean", "p50", "p90", "p95", "p99", "p99_9")
+_PERCENT = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
+
+
+def is_extreme(stat: str, count: int) -> bool:
+    """Whether a statistic of `count` samples is its largest sample (nearest rank: q·n/100 > n − 1)."""
+    q = _PERCENT.get(stat)
+    return stat == "max" or (q is not None and q * count / 100 > count - 1)
+
+
 _NAMES = {
     "ttft": "TTFT",
     "itl": "ITL",
@@ -230,7 +240,7 @@ def cells(table: Mapping[str, Any], tolerances: Tolerances) -> list[_Cell]:
         limits, causes = dist.get("bounds") or {}, dist.get("causes") or {}
         for stat in JUDGED:
             value, bound = dist.get(stat), limits.get(stat)
-            if value is not None and bound is not None:
+            if value is not None and bound is not None and not is_extreme(stat, int(dist.get("count") or 0)):
                 tol = tolerances.latency.get(metric, LATENCY_TOLERANCE).of(value)
                 out.append(_Cell(metric, stat, value, bound, tol, causes.get(stat), "ms"))
     throughput_bounds = table.get("throughput_bounds") or {}
@@ -239,7 +249,9 @@ def cells(table: Mapping[str, Any], tolerances: Tolerances) -> list[_Cell]:
         if value is not None and bound is not None and value > 0:
             out.append(_Cell(metric, "value", value, bound, tolerances.throughput.of(value), "load", ""))
     offered = table.get("offered")
-    if offered:
+    # A closed loop's idle share already bounds its throughput (the number it moves); an open loop's offered
+    # rate is a number of its own, the rate achieved.
+    if offered and offered["mode"] == "rate":
         unit = "users" if offered["mode"] == "concurrency" else "req/s"
         name = "load offered"
         out.append(

@@ -134,3 +134,7 @@ def test_sharegpt_takes_the_first_user_turn_and_the_reply_length(tmp_path: Path)
     assert items == [
         PromptItem(({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}), None, 6)
     ]
+
+
+def test_a_length_built_from_an_int_prints_as_one() -> None:
+    assert str(LengthDistribution("fixed", 256)) == "256"  # as bench's default is written

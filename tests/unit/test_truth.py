@@ -19,19 +19,21 @@ TRACE = {
 
 
 def test_a_trace_keeps_its_arrival_its_token_chunks_and_whose_clock_took_the_arrival() -> None:
-    assert truth.from_trace("r1", TRACE) == truth.Truth("r1", 1_000, (3_000, 4_500), "kernel")
-    assert truth.from_trace("r2", {**TRACE, "received_by": "loop"}) == truth.Truth("r2", 1_000, (3_000, 4_500), "loop")
+    assert truth.from_trace("r1", TRACE) == truth.Truth("r1", 1_000, (3_000, 4_500), "kernel", 5_000)
+    loop = truth.Truth("r2", 1_000, (3_000, 4_500), "loop", 5_000)
+    assert truth.from_trace("r2", {**TRACE, "received_by": "loop"}) == loop
 
 
 def test_a_trace_that_does_not_say_or_says_something_else_is_attributed_to_no_one() -> None:
     older = {k: v for k, v in TRACE.items() if k != "received_by"}
-    assert truth.from_trace("r1", older) == truth.Truth("r1", 1_000, (3_000, 4_500), None)
-    assert truth.from_trace("r1", {**TRACE, "received_by": "nic"}) == truth.Truth("r1", 1_000, (3_000, 4_500), None)
+    assert truth.from_trace("r1", older) == truth.Truth("r1", 1_000, (3_000, 4_500), None, 5_000)
+    nic = truth.Truth("r1", 1_000, (3_000, 4_500), None, 5_000)
+    assert truth.from_trace("r1", {**TRACE, "received_by": "nic"}) == nic
 
 
 def test_written_ground_truth_reads_back_the_same(tmp_path: Path) -> None:
     path = tmp_path / truth.TRUTH_FILE
-    kept = [truth.Truth("a", 1, (2, 3), "kernel"), truth.Truth("b", 4, (5,), "loop"), truth.Truth("c", 6, (7,))]
+    kept = [truth.Truth("a", 1, (2, 3), "kernel", 9), truth.Truth("b", 4, (5,), "loop"), truth.Truth("c", 6, (7,))]
     assert truth.write(path, kept) == 3
     assert orjson.loads(path.read_bytes().splitlines()[0])["received_by"] == "kernel"
     assert truth.read(path) == {t.request_id: t for t in kept}

@@ -114,7 +114,7 @@ def test_the_same_lateness_against_short_requests_is_invalid_and_says_why() -> N
     reasons = summary["steps"][0]["validity"]["reasons"]
     assert summary["validity"]["verdict"] == "INVALID"
     assert any(r.startswith("E2E from schedule") and "requests sent after they were due" in r for r in reasons)
-    assert any(r.startswith("load offered") for r in reasons)
+    assert any(r.startswith("output tokens/s") and "the load offered fell short" in r for r in reasons)
     assert not any(r.startswith(("TTFT", "ITL")) for r in reasons)  # the stamps themselves are exact
 
 
@@ -253,3 +253,15 @@ def test_the_cpu_meter_counts_this_process_work() -> None:
     while time.process_time() < deadline:
         pass
     assert meter.take() >= 0.05
+
+
+def test_a_percentile_that_is_the_max_for_lack_of_samples_is_not_judged() -> None:
+    # 50 requests: TTFT p99 is the slowest of them, 60 ms, whose first chunk was read with the next, 30 ms early.
+    records = [streamed(None, 100.0 * i, 100.0 * i, 20.0, 4, 10.0) for i in range(49)]
+    records.append(streamed(None, 4900.0, 4900.0, 60.0, 4, 10.0, chunk_early_ns=[[0, 30 * MS, None]]))
+    summary = judged(records, closed_step(1, end_ms=5_000))
+    ttft = summary["steps"][0]["latency_ms"]["ttft"]
+    assert ttft["bounds"]["p99"] > 29 and ttft["p99"] == ttft["max"] == 60.0
+    assert summary["validity"]["verdict"] == "VALID", summary["validity"]["reasons"]
+    assert validity.is_extreme("p99", 50) and not validity.is_extreme("p99", 100)
+    assert validity.is_extreme("p99_9", 999) and not validity.is_extreme("p99_9", 1000)
