@@ -187,34 +187,44 @@ def tpot(value: Floats, w: Widths, tokens: Floats) -> Samples:
     return Samples(value, down, up)
 
 
+def gaps(at_ns: Sequence[int], tokens: Sequence[int], early_ms: Floats, late_ms: Floats) -> tuple[Floats, ...]:
+    """One stream's inter-token latencies (ms) per token — a chunk carrying k tokens gives k samples of its gap / k
+    — as (value, down, up, share): a chunk that may have come `early_ms` before its stamp shortens the gap it
+    closes and lengthens the next; one that may have come `late_ms` after it does the opposite. Widths are shared
+    among a gap's tokens (`share` = 1 / k per sample). Chunks of no token are passed over."""
+    at = np.asarray(at_ns, dtype=np.int64)
+    k_all = np.asarray(tokens, dtype=np.int64) if len(tokens) == len(at) else np.ones(len(at), dtype=np.int64)
+    keep = k_all > 0
+    at, k_all, early, late = at[keep], k_all[keep], early_ms[keep], late_ms[keep]
+    if len(at) < 2:
+        empty = np.empty(0, dtype=np.float64)
+        return empty, empty, empty, empty
+    k = k_all[1:]
+    share = np.repeat(1.0 / k, k)
+    value = np.repeat(np.diff(at) / k / _MS, k)
+    down = np.repeat(early[1:] + late[:-1], k) * share
+    up = np.repeat(early[:-1] + late[1:], k) * share
+    return value, down, up, share
+
+
 def itl(records: Sequence[Record], estimates: Estimates) -> Samples:
-    """Inter-token latencies (ms) per token — a chunk carrying k tokens gives k samples of its gap / k — with the
-    widths of each gap's two ends, shared among its tokens."""
+    """Inter-token latencies (ms) per token (`gaps`), with the widths of each gap's two ends."""
     values: list[Floats] = []
-    this: list[Floats] = []  # reads: how early the gap's closing chunk may have come
-    before: list[Floats] = []  # reads: the chunk that opened it
+    downs: list[Floats] = []
+    ups: list[Floats] = []
     loops: list[Floats] = []
     shares: list[Floats] = []
     for r, lag, wake in zip(records, estimates.loop_ms, estimates.wake_ms, strict=True):
         if len(r.chunk_ns) < 2:
             continue
-        at = np.asarray(r.chunk_ns, dtype=np.int64)
-        tokens = np.asarray(r.chunk_tokens, dtype=np.int64)
-        if len(tokens) != len(at):
-            tokens = np.ones(len(at), dtype=np.int64)
-        early = np.zeros(len(at))
+        early = np.zeros(len(r.chunk_ns))
         for index, ms in chunk_early_ms(r, float(wake)).items():
-            if 0 <= index < len(at):
+            if 0 <= index < len(early):
                 early[index] = ms
-        keep = tokens > 0
-        at, tokens, early = at[keep], tokens[keep], early[keep]
-        if len(at) < 2:
-            continue
-        k = tokens[1:]
-        share = np.repeat(1.0 / k, k)
-        values.append(np.repeat(np.diff(at) / k / _MS, k))
-        this.append(np.repeat(early[1:], k) * share)
-        before.append(np.repeat(early[:-1], k) * share)
+        value, down, up, share = gaps(r.chunk_ns, r.chunk_tokens, early, np.zeros(len(early)))
+        values.append(value)
+        downs.append(down)
+        ups.append(up)
         loops.append(share * (0.0 if r.kernel_timed else float(lag)))
         shares.append(share)
     if not values:
@@ -224,8 +234,8 @@ def itl(records: Sequence[Record], estimates: Estimates) -> Samples:
     grain = np.concatenate(shares) * (DELIVERY_NS / _MS)
     return Samples(
         np.concatenate(values),
-        {"reads": np.concatenate(this), "loop": loop, "granularity": grain},
-        {"reads": np.concatenate(before), "loop": loop, "granularity": grain},
+        {"reads": np.concatenate(downs), "loop": loop, "granularity": grain},
+        {"reads": np.concatenate(ups), "loop": loop, "granularity": grain},
     )
 
 

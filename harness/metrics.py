@@ -28,12 +28,12 @@ Definitions (all latencies in milliseconds; only measured, non-warm-up requests 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from harness import bounds, service
@@ -556,7 +556,8 @@ def timing_errors(
 
 
 def _truth_cells(pairs: Sequence[tuple[Record, Truth, int]], estimates: bounds.Estimates) -> dict[str, Any]:
-    """Measured against true statistics over the same requests, each with the measured one's bound."""
+    """Measured against true statistics over the same requests, each with the measured one's bound and the truth's
+    own (a server that took a while to write a chunk after stamping it says so: see `Truth`)."""
     if not pairs:
         return {}
     records = [r for r, _, _ in pairs]
@@ -564,37 +565,74 @@ def _truth_cells(pairs: Sequence[tuple[Record, Truth, int]], estimates: bounds.E
     frame = request_frame(records)
     w = bounds.Widths.of(records, est, np.zeros(len(records)))
     tokens = frame["completion_tokens"].to_numpy(dtype=np.float64)
-    true_ttft = np.array([(t.token_chunk_ns[0] - t.received_ns) / 1e6 for _, t, _ in pairs])
-    true_span = np.array([(t.token_chunk_ns[-1] - t.token_chunk_ns[0]) / 1e6 for _, t, _ in pairs])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        true_tpot = np.where(tokens > 1, true_span / (tokens - 1), np.nan)
-    true_e2e = np.array([_NAN if t.end_ns is None else (t.end_ns - t.received_ns) / 1e6 for _, t, _ in pairs])
-    true_chunks = [dataclasses.replace(r, chunk_ns=list(t.token_chunk_ns)) for r, t, _ in pairs]
-    measured_itl = bounds.itl(records, est)
     ttft, tpot, e2e = (frame[c].to_numpy(dtype=np.float64) for c in ("ttft_ms", "tpot_ms", "e2e_ms"))
+    true = _TrueSamples.of(pairs, tokens)
     return {
-        "ttft": _cells(bounds.ttft(ttft, w), true_ttft),
-        "itl": _cells(measured_itl, bounds.itl(true_chunks, est).value),
-        "tpot": _cells(bounds.tpot(tpot, w, tokens), true_tpot),
-        "e2e": _cells(bounds.e2e(e2e, w), true_e2e),
+        "ttft": _cells(bounds.ttft(ttft, w), true.ttft),
+        "itl": _cells(bounds.itl(records, est), true.itl),
+        "tpot": _cells(bounds.tpot(tpot, w, tokens), true.tpot),
+        "e2e": _cells(bounds.e2e(e2e, w), true.e2e),
     }
 
 
-def _cells(samples: bounds.Samples, true: Floats) -> dict[str, Any]:
-    keep = np.isfinite(samples.value) & np.isfinite(true)
-    if not keep.any():
+@dataclass(frozen=True, slots=True)
+class _TrueSamples:
+    """The ground truth's TTFT, ITL, TPOT and E2E (ms), each with how much later than stamped its writes may have
+    left (up to each write's return)."""
+
+    ttft: bounds.Samples
+    itl: bounds.Samples
+    tpot: bounds.Samples
+    e2e: bounds.Samples
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[Record, Truth, int]], tokens: Floats) -> _TrueSamples:
+        n = len(pairs)
+        first, last, ttft, span, e2e, end = (np.zeros(n) for _ in range(6))
+        itl: list[tuple[Floats, ...]] = []
+        for i, (r, t, _) in enumerate(pairs):
+            late = np.zeros(len(t.token_chunk_ns))
+            if t.token_written_ns:
+                late = np.maximum(0, np.subtract(t.token_written_ns, t.token_chunk_ns)) / 1e6
+            first[i], last[i] = late[0], late[-1]
+            ttft[i] = (t.token_chunk_ns[0] - t.received_ns) / 1e6
+            span[i] = (t.token_chunk_ns[-1] - t.token_chunk_ns[0]) / 1e6
+            e2e[i] = _NAN if t.end_ns is None else (t.end_ns - t.received_ns) / 1e6
+            end[i] = 0.0 if t.end_ns is None or t.end_written_ns is None else (t.end_written_ns - t.end_ns) / 1e6
+            itl.append(bounds.gaps(t.token_chunk_ns, r.chunk_tokens, np.zeros(len(late)), late))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = np.where(tokens > 1, 1.0 / (tokens - 1), np.nan)
+        zero = np.zeros(n)
+        gap_value, gap_down, gap_up = (np.concatenate([g[j] for g in itl]) for j in range(3))
+        return cls(
+            bounds.Samples(ttft, {"send": zero}, {"send": first}),
+            bounds.Samples(gap_value, {"send": gap_down}, {"send": gap_up}),
+            bounds.Samples(span * per, {"send": first * per}, {"send": last * per}),
+            bounds.Samples(e2e, {"send": zero}, {"send": end}),
+        )
+
+
+def _cells(samples: bounds.Samples, true: bounds.Samples) -> dict[str, Any]:
+    """Per statistic: covered when the measured and the true statistic are no further apart than both bounds."""
+    keep = np.isfinite(samples.value) & np.isfinite(true.value)
+    if not keep.any() or len(samples.value) != len(true.value):
         return {}
-    part = bounds.Samples(
-        samples.value[keep], {c: v[keep] for c, v in samples.down.items()}, {c: v[keep] for c, v in samples.up.items()}
-    )
-    limits, _ = part.bounds()
-    measured, actual = distribution(part.value), distribution(true[keep])
+    limits, _ = _part(samples, keep).bounds()
+    true_limits, _ = _part(true, keep).bounds()
+    measured, actual = distribution(samples.value[keep]), distribution(true.value[keep])
     out: dict[str, Any] = {}
     for name in STATS:
-        m, t, b = measured[name], actual[name], limits[name]
+        m, t, b, tb = measured[name], actual[name], limits[name], true_limits[name]
         error = _round(abs(m - t))
-        out[name] = {"measured": m, "true": t, "error": error, "bound": b, "covered": b is not None and error <= b}
+        covered = b is not None and tb is not None and error <= b + tb
+        out[name] = {"measured": m, "true": t, "error": error, "bound": b, "true_bound": tb, "covered": covered}
     return out
+
+
+def _part(samples: bounds.Samples, keep: npt.NDArray[np.bool_]) -> bounds.Samples:
+    return bounds.Samples(
+        samples.value[keep], {c: v[keep] for c, v in samples.down.items()}, {c: v[keep] for c, v in samples.up.items()}
+    )
 
 
 def latency_samples(run: RunFile) -> dict[str, Floats]:

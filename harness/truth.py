@@ -31,14 +31,18 @@ class Truth:
 
     Both are CLOCK_MONOTONIC readings of the server's host, comparable with differences of the client's own
     timestamps (the absolute values are on another origin). `received_by` is None when the server did not say
-    (servers and ground-truth files from before it did).
+    (servers and ground-truth files from before it did). A chunk's time is taken as its write begins; when the server
+    also says when each write returned (`token_written_ns`, `end_written_ns`), its bytes left in between — a server
+    preempted mid-write is then not taken for a client's error.
     """
 
     request_id: str
     received_ns: int
     token_chunk_ns: tuple[int, ...]
     received_by: ReceivedBy | None = None
-    end_ns: int | None = None  # when the server wrote the end of the response ([DONE] and its last chunk)
+    end_ns: int | None = None  # when the server began to write the end of the response ([DONE])
+    token_written_ns: tuple[int, ...] = ()
+    end_written_ns: int | None = None
 
 
 def _received_by(value: object) -> ReceivedBy | None:
@@ -55,10 +59,21 @@ def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
     if first not in chunks:
         return None
     # The chat role chunk that precedes the first token carries no content; the client does not count it either.
-    token_chunks = tuple(int(c) for c in chunks[chunks.index(first) :])
-    end = trace.get("end_ns")
+    start = chunks.index(first)
+    token_chunks = tuple(int(c) for c in chunks[start:])
+    written = trace.get("chunk_written_ns")
+    token_written = tuple(int(c) for c in written[start:]) if isinstance(written, list) else ()
+    end, end_written = trace.get("end_ns"), trace.get("end_written_ns")
     by = _received_by(trace.get("received_by"))
-    return Truth(request_id, received, token_chunks, by, end if isinstance(end, int) else None)
+    return Truth(
+        request_id,
+        received,
+        token_chunks,
+        by,
+        end if isinstance(end, int) else None,
+        token_written if len(token_written) == len(token_chunks) else (),
+        end_written if isinstance(end_written, int) else None,
+    )
 
 
 async def fetch(root_url: str, api_key: str, records: Iterable[Record], parallel: int = 16) -> list[Truth]:
@@ -102,5 +117,13 @@ def read(path: Path) -> dict[str, Truth]:
             obj = orjson.loads(line)
             ident = obj["request_id"]
             by = _received_by(obj.get("received_by"))
-            out[ident] = Truth(ident, obj["received_ns"], tuple(obj["token_chunk_ns"]), by, obj.get("end_ns"))
+            out[ident] = Truth(
+                ident,
+                obj["received_ns"],
+                tuple(obj["token_chunk_ns"]),
+                by,
+                obj.get("end_ns"),
+                tuple(obj.get("token_written_ns") or ()),
+                obj.get("end_written_ns"),
+            )
     return out

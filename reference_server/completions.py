@@ -286,6 +286,8 @@ class _Run:
                 if trace is not None:
                     trace.mark_chunk(has_token)
                 await resp.write(event)
+                if trace is not None:
+                    trace.wrote_chunk()
             if fault is not None:
                 if stall := fault.stall_ms(index):
                     await asyncio.sleep(stall / 1000)
@@ -306,6 +308,8 @@ class _Run:
                     if trace is not None:
                         trace.mark_chunk(delta.token_count > 0)
                     await resp.write(chunks.delta_event(delta.text))
+                    if trace is not None:
+                        trace.wrote_chunk()
                     continue
                 usage = Usage(len(self.prompt.token_ids), tokens) if delta.finish_reason else None
                 text = delta.text + "~" if kind is Fault.TEXT_DRIFT and tokens == 1 else delta.text
@@ -316,6 +320,8 @@ class _Run:
             if trace is not None:  # stamped as it is written, as the chunks are: not after the write yields
                 trace.end_ns = time.perf_counter_ns()
             await resp.write(fault.done() if fault is not None else DONE)
+            if trace is not None:
+                trace.end_written_ns = time.perf_counter_ns()
             await resp.write_eof()
             self.completed = True
         except _InjectedReset:

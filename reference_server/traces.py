@@ -40,14 +40,21 @@ class Trace:
     received_ns: int
     received_by: ReceivedBy = "loop"
     chunk_ns: list[int] = field(default_factory=list)
+    chunk_written_ns: list[int] = field(default_factory=list)
     first_token_ns: int | None = None
     end_ns: int | None = None
+    end_written_ns: int | None = None
 
     def mark_chunk(self, has_token: bool) -> None:
+        """A chunk is about to be written: its bytes leave no sooner than now."""
         now = time.perf_counter_ns()
         self.chunk_ns.append(now)
         if has_token and self.first_token_ns is None:
             self.first_token_ns = now
+
+    def wrote_chunk(self) -> None:
+        """Its write returned: the bytes left between the mark and now (a server preempted in between says so)."""
+        self.chunk_written_ns.append(time.perf_counter_ns())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +62,9 @@ class Trace:
             "received_by": self.received_by,
             "first_token_ns": self.first_token_ns,
             "chunk_ns": self.chunk_ns,
+            "chunk_written_ns": self.chunk_written_ns,
             "end_ns": self.end_ns,
+            "end_written_ns": self.end_written_ns,
             "clock": "CLOCK_MONOTONIC",
         }
 

@@ -179,6 +179,10 @@ async def test_ground_truth_trace_records_every_chunk(server: RunningServer, htt
     assert len(trace["chunk_ns"]) == 13  # the role chunk and 12 tokens
     assert before <= trace["received_ns"] <= trace["chunk_ns"][0] <= trace["first_token_ns"] == trace["chunk_ns"][1]
     assert trace["chunk_ns"] == sorted(trace["chunk_ns"]) and trace["end_ns"] >= trace["chunk_ns"][-1]
+    # Each write is bracketed: stamped as it began, and when it returned.
+    assert len(trace["chunk_written_ns"]) == len(trace["chunk_ns"])
+    assert all(b <= a for b, a in zip(trace["chunk_ns"], trace["chunk_written_ns"], strict=True))
+    assert trace["end_ns"] <= trace["end_written_ns"]
 
 
 async def test_a_trace_starts_when_the_last_bytes_of_the_request_were_read(server: RunningServer) -> None:

@@ -213,3 +213,31 @@ def test_slo_parsing() -> None:
 def test_the_summary_with_its_verdict_matches_its_schema() -> None:
     result = validity.apply(summary(Slo(ttft_ms=150)))
     jsonschema.Draft7Validator(schemas.load("summary.json")).validate(result)
+
+
+def test_a_server_slow_to_write_after_stamping_is_not_taken_for_the_client_s_error() -> None:
+    # The server stamped its second chunk at 110 ms but its write returned only at 112 ms; the client's kernel
+    # stamp says 112.05 ms. Its ITL (12.05 ms) is 2.05 ms off the stamped truth (10 ms), within the client's bound
+    # (0.05) and the truth's own (2 ms) together — and without the write's return, it is not.
+    from harness.truth import Truth
+
+    record = Record(
+        run_id="r1",
+        request_id="x",
+        scheduled_ns=0,
+        sent_ns=0,
+        written_ns=0,
+        first_token_ns=100 * MS,
+        end_ns=112 * MS + 50_000,
+        chunk_ns=[100 * MS, 112 * MS + 50_000],
+        chunk_tokens=[1, 1],
+        status=200,
+        completion_tokens=2,
+        kernel_timed=True,
+    )
+    bracketed = Truth("x", 0, (100 * MS, 110 * MS), "kernel", 112 * MS, (100 * MS, 112 * MS), 112 * MS)
+    cell = metrics.timing_errors([record], {"x": bracketed})["cells"]["itl"]["max"]
+    assert cell["error"] == pytest.approx(2.05) and cell["bound"] == pytest.approx(0.05) and cell["covered"]
+    assert cell["true_bound"] == pytest.approx(2.0)
+    stamped_only = Truth("x", 0, (100 * MS, 110 * MS), "kernel", 112 * MS)
+    assert not metrics.timing_errors([record], {"x": stamped_only})["cells"]["itl"]["max"]["covered"]

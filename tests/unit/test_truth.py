@@ -43,3 +43,15 @@ def test_ground_truth_written_before_arrivals_were_attributed_still_reads(tmp_pa
     path = tmp_path / truth.TRUTH_FILE
     path.write_bytes(b'{"request_id":"a","received_ns":1,"token_chunk_ns":[2,3]}\n')
     assert truth.read(path) == {"a": truth.Truth("a", 1, (2, 3), None)}
+
+
+def test_a_trace_s_write_returns_are_kept_for_its_token_chunks_and_its_end(tmp_path: Path) -> None:
+    trace = {**TRACE, "chunk_written_ns": [2_010, 3_020, 4_600], "end_written_ns": 5_050}
+    found = truth.from_trace("r1", trace)
+    assert found is not None
+    assert found.token_written_ns == (3_020, 4_600) and found.end_written_ns == 5_050  # the role chunk's is dropped
+    path = tmp_path / truth.TRUTH_FILE
+    truth.write(path, [found])
+    assert truth.read(path) == {"r1": found}
+    short = truth.from_trace("r2", {**trace, "chunk_written_ns": [2_010]})  # a write that never returned
+    assert short is not None and short.token_written_ns == ()
