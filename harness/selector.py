@@ -23,29 +23,25 @@ import selectors
 import sys
 import time
 import weakref
-from dataclasses import dataclass
 
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimedSelector] = weakref.WeakKeyDictionary()
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """What the current iteration knows of when its reads' bytes arrived: after `after_ns` for certain, and when
-    `woke_ns` is not None, no sooner than `woke_ns` less the wake-up latency."""
-
-    after_ns: int
-    woke_ns: int | None
-
-
 class TimedSelector(selectors.DefaultSelector):
-    """The default selector, timing each `select` and telling whether it slept."""
+    """The default selector, timing each `select` and telling whether it slept.
+
+    For the reads of the current iteration, `after_ns` is when their bytes arrived after, for certain, and `woke_ns`
+    (None when unknown) the wake-up that they arrived no sooner than, less the wake-up latency. Both are plain
+    attributes, set once per `select`, since every read of the iteration asks.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.entered_ns = 0
         self.returned_ns = 0
         self.slept = False
-        self._previous = Window(0, None)  # what the previous collection of events guarantees
+        self.after_ns = 0
+        self.woke_ns: int | None = None
         self._first_arrival: int | None = None
         self._wake_max = 0
 
@@ -53,21 +49,19 @@ class TimedSelector(selectors.DefaultSelector):
         if self.slept and self._first_arrival is not None:
             self._wake_max = max(self._wake_max, self.returned_ns - self._first_arrival)
         self._first_arrival = None
-        # Bytes not ready at this collection arrived after it: after it began, or after it woke.
-        self._previous = Window(self.entered_ns, self.returned_ns if self.slept else None)
-        self.entered_ns = time.perf_counter_ns()
+        # Bytes not ready at the previous collection arrived after it: after it began, or after it woke.
+        previous_after, previous_woke = self.entered_ns, self.returned_ns if self.slept else None
+        entered = self.entered_ns = time.perf_counter_ns()
         ready: list[tuple[selectors.SelectorKey, int]] = super().select(0)
         self.slept = not ready and (timeout is None or timeout > 0)
         if self.slept:  # nothing was ready: wait for the first arrival
             ready = super().select(timeout)
-        self.returned_ns = time.perf_counter_ns()
-        return ready
-
-    def window(self) -> Window:
-        """For a read made now, in this iteration: when its bytes arrived (see the module's docstring)."""
+        returned = self.returned_ns = time.perf_counter_ns()
         if self.slept:
-            return Window(self.entered_ns, self.returned_ns)
-        return self._previous
+            self.after_ns, self.woke_ns = entered, returned
+        else:
+            self.after_ns, self.woke_ns = previous_after, previous_woke
+        return ready
 
     def arrived(self, kernel_ns: int) -> None:
         """A read of this iteration was stamped by the kernel at `kernel_ns`: a candidate for what woke it."""

@@ -47,15 +47,19 @@ class StopRule:
         self.finished = 0
         self.reason: str | None = None
         self._latest: deque[Record | None] = deque(maxlen=window)  # None: not a failure
+        self._failed = 0  # failures among `_latest`, kept as it moves: this runs as every request ends
 
     def observe(self, record: Record) -> str | None:
         """Count one finished request; the reason to stop, from the moment the rule trips (and ever after)."""
         self.finished += 1
-        self._latest.append(None if record.error_kind in _NOT_FAILURES else record)
-        if self.reason is None and self.finished >= self.minimum:
-            failed = [r for r in self._latest if r is not None]
-            if len(failed) > self.max_error_rate * len(self._latest):
-                self.reason = self._explain(failed)
+        latest = self._latest
+        if len(latest) == latest.maxlen and latest[0] is not None:
+            self._failed -= 1  # the oldest is about to leave the window
+        failure = None if record.error_kind in _NOT_FAILURES else record
+        latest.append(failure)
+        self._failed += failure is not None
+        if self.reason is None and self.finished >= self.minimum and self._failed > self.max_error_rate * len(latest):
+            self.reason = self._explain([r for r in latest if r is not None])
         return self.reason
 
     def _explain(self, failed: list[Record]) -> str:

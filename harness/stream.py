@@ -75,7 +75,6 @@ class StreamState:
         self,
         events: list[tuple[bytes, bytes]],
         at_ns: int,
-        *,
         early_ns: int = 0,
         woke_ns: int | None = None,
         ends_read: bool = True,
@@ -85,7 +84,10 @@ class StreamState:
             return
         record = self.record
         t = at_ns - self.origin
-        self.loop_timed = bool(self.loop_timed) or not kernel_timed
+        if not kernel_timed:
+            self.loop_timed = True
+        elif self.loop_timed is None:
+            self.loop_timed = False
         last = len(events) - 1
         for i, (name, data) in enumerate(events):
             early = 0 if i == last and ends_read else early_ns

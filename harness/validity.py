@@ -16,7 +16,7 @@ client did, with the first error. The gate refuses any run that is not VALID.
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,42 +57,36 @@ LOOP_LAG_P99_WARN_MS = 5.0
 
 
 class LoopMonitor:
-    """Samples event-loop lag: how long the loop takes to run a callback that another thread hands it.
+    """Samples event-loop lag: how much later than asked a short sleep wakes up.
 
-    A thread wakes every `interval_s`, reads the clock and hands the loop a callback (`call_soon_threadsafe`, which
-    wakes a loop waiting in `select` as a socket that becomes readable does); the callback's delay is how late the
-    loop came round to an event at that moment — the delay that a read timed by the loop, not the kernel, carries.
-    Unlike a timed sleep it has no timer granularity in it, and it works the same on asyncio's loop and on uvloop.
+    A read that the loop, not the kernel, timed (uvloop's) is late by however long the loop took to come round to
+    it; a timer is late in the same way, plus the loop's timer granularity (about a millisecond), so the samples
+    overstate the lag a little, which is the safe side for a bound. The sampler is a task on the loop itself: a
+    thread handing the loop callbacks would take the GIL from it every interval, and on a busy machine the loop then
+    waits for that thread to be scheduled (the interpreter's forced switch), stalling every read in the meantime.
     """
 
     def __init__(self, interval_s: float = 0.02) -> None:
         self.interval_ns = round(interval_s * 1e9)
         self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    def _arrived(self, handed_ns: int) -> None:
-        self.samples.append(time.perf_counter_ns() - handed_ns)
-
-    def _probe(self, loop: asyncio.AbstractEventLoop) -> None:
-        while not self._stop.wait(self.interval_ns / 1e9):
-            try:
-                loop.call_soon_threadsafe(self._arrived, time.perf_counter_ns())
-            except RuntimeError:  # the loop closed under us
-                return
+    async def _run(self) -> None:
+        interval = self.interval_ns / 1e9
+        while True:
+            asked = time.perf_counter_ns()
+            await asyncio.sleep(interval)
+            self.samples.append(max(0, time.perf_counter_ns() - asked - self.interval_ns))
 
     def start(self) -> None:
-        self._stop.clear()
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._probe, args=(loop,), name="loop-lag-probe", daemon=True)
-        self._thread.start()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag-monitor")
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        await asyncio.sleep(0)  # a callback handed over as it stopped runs now
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     def take(self) -> list[int]:
         """The samples since the last call."""

@@ -231,7 +231,7 @@ def test_a_busy_client_cpu_is_a_warning_and_named_beside_a_reason() -> None:
 
 
 @pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
-def test_the_lag_probe_sees_a_blocked_loop_on_either_loop(loop_factory: Any) -> None:
+def test_the_lag_monitor_sees_a_blocked_loop_on_either_loop(loop_factory: Any) -> None:
     async def main() -> list[int]:
         monitor = LoopMonitor(interval_s=0.005)
         monitor.start()
