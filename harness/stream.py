@@ -97,7 +97,7 @@ class StreamState:
             if data == DONE:
                 self.done = True
                 record.end_ns = t
-                record.end_early_ns = [early, woke_ns] if early else []
+                record.end_early_ns = (early, woke_ns) if early else ()
                 continue
             try:
                 chunk = orjson.loads(data)
@@ -140,7 +140,7 @@ class StreamState:
             if record.first_token_ns is None:
                 record.first_token_ns = t
             if early:
-                record.chunk_early_ns.append([len(record.chunk_ns), early, woke])
+                record.chunk_early_ns = (*record.chunk_early_ns, (len(record.chunk_ns), early, woke))
             record.chunk_ns.append(t)
             self.chars.append(len(text))
         reason = choice.get("finish_reason")
