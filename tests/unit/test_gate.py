@@ -227,3 +227,37 @@ def test_too_few_samples_skip_a_quantile() -> None:
     assert result.status == "skip" and "100 < 500" in result.detail
     result = regression.compare_one("ttft", "p50", small, small * 2, regression.Settings(), tests=1)
     assert result.status == "fail" and result.change == pytest.approx(1.0)
+
+
+def _older(summary: dict[str, object]) -> dict[str, object]:
+    """A summary as written before error bounds and service figures: their keys taken out."""
+    for table in [*summary["steps"], summary["overall"]]:  # type: ignore[misc]
+        for key in ("first_error", "throughput_bounds", "offered", "service"):
+            table.pop(key, None)
+        for dist in table["latency_ms"].values():
+            dist.pop("bounds", None)
+            dist.pop("causes", None)
+        table.get("validity", {}).pop("worst", None)
+    summary["validity"].pop("tolerances", None)  # type: ignore[attr-defined]
+    summary["validity"].pop("worst", None)  # type: ignore[attr-defined]
+    for row in (summary.get("limit") or {}).get("steps", []):  # type: ignore[attr-defined]
+        for key in ("starved_users", "wait_for_service_p99_ms", "wait_for_service_max_ms", "unserved_at_end",
+                    "fairness_users"):  # fmt: skip
+            row.pop(key, None)
+    return summary
+
+
+def test_a_summary_written_before_bounds_still_validates_gates_and_renders(tmp_path: Path) -> None:
+    from harness import tables
+
+    directory = write_dir(tmp_path / "old", sweep_run(), conformance_result(failed=0))
+    path = summarized(directory)
+    old = _older(json.loads(path.read_text()))
+    path.write_text(json.dumps(old))
+    toml = thresholds(tmp_path, "version = 1\n[absolute]\nttft_p99_ms_max = 1000\nstarved_users_max = 0\n")
+    verdict = gate.evaluate(path, toml, None)
+    assert verdict.code == gate.PASS, verdict.unusable
+    assert [c.status for c in verdict.checks if c.name == "starved_users_max"] == ["skip"]  # not measured then
+    rows = tables.steps_table(old).rows
+    assert rows[0][6] == "50.0"  # TTFT p50 with no ± to show
+    assert tables.bounds_table(old["steps"][0], None) is None and tables.load_line(old["steps"][0]) is None
