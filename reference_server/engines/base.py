@@ -6,9 +6,9 @@ chat templates, tokenizes prompts exactly as it will process them, and streams t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 
@@ -29,8 +29,36 @@ class ModelCard:
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One message of a conversation, as the chat template sees it.
+
+    `tool_calls` (an assistant's earlier calls, OpenAI's shape) and `tool_call_id` (a `tool` message's answer to one)
+    are passed to the template as they came; `content` is "" when the request had `null`.
+    """
+
     role: str
     content: str
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the client offers (`tools[].function`): its name, description and JSON Schema of arguments."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredOutput:
+    """Output constrained by guided decoding: text that is one JSON value matching `schema`.
+
+    `schema=None` is JSON mode: any JSON object. The HTTP layer builds one for `response_format` and for tool calls
+    that must happen (`tool_choice` `required` or a named function); an engine only has to honour it.
+    """
+
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +78,20 @@ class SamplingOptions:
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
     min_tokens: int = 0
+    logprobs: int | None = None  # None: no logprobs; k >= 0: each token's logprob and the k most likely at its place
+    structured: StructuredOutput | None = None
+    # Tools offered with `tool_choice: auto`. Real models see them only through the chat template; the simulator,
+    # which has no model, reads them here to decide whether to call one.
+    tools: tuple[Tool, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token with its log probability and the `top` most likely tokens at its place, best first."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +104,17 @@ class Prompt:
 
 @dataclass(slots=True)  # not frozen: built once per token, and a frozen dataclass costs 3× as much to build
 class Delta:
-    """New output of one request: text, how many tokens produced it, and the finish reason on the last one."""
+    """New output of one request: text, how many tokens produced it, and the finish reason on the last one.
+
+    A reasoning model's thinking comes in `reasoning`, apart from the answer in `text` (an engine with a reasoning
+    parser splits them); `logprobs` has one entry per token when the request asked for them.
+    """
 
     text: str
     token_count: int
     finish_reason: FinishReason | None = None
+    reasoning: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +138,12 @@ class Engine(Protocol):
     async def stop(self) -> None:
         """Abort whatever still runs and release resources."""
 
-    def apply_chat_template(self, model: str, messages: Sequence[Message]) -> str:
+    def apply_chat_template(self, model: str, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> str:
         """Render a conversation with the model's own chat template and the generation prompt appended.
 
-        Raises `PromptError` when the template rejects the conversation.
+        `tools` are offered to the template as Hugging Face templates take them (`tools=[{"type": "function",
+        "function": {...}}]`); a template without tool support ignores them. Raises `PromptError` when the
+        template rejects the conversation.
         """
 
     def tokenize(self, model: str, text: str) -> Prompt:
