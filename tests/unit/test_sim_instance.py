@@ -43,11 +43,12 @@ NUMBERS: dict[str, Any] = {
         "score": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "count": {"type": "integer", "multipleOf": 5, "minimum": 1},
         "narrow": {"type": "number", "minimum": -1.5, "maximum": -1.25},
+        "tiny": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.01},  # no 2-decimal value inside
         "below": {"type": "integer", "exclusiveMaximum": -3},
         "flag": {"type": "boolean"},
         "nothing": {"type": "null"},
     },
-    "required": ["age", "score", "count", "narrow", "below", "flag", "nothing"],
+    "required": ["age", "score", "count", "narrow", "tiny", "below", "flag", "nothing"],
 }
 STRINGS: dict[str, Any] = {
     "type": "object",
