@@ -53,7 +53,7 @@ async def stream_chunks(
     return [orjson.loads(e.removeprefix(b"data: ")) for e in events[:-1]]
 
 
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -65,14 +65,14 @@ WEATHER = {
         },
     },
 }
-TIME = {
+TIME: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_time",
         "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]},
     },
 }
-PERSON = {
+PERSON: dict[str, Any] = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0, "maximum": 120}},
     "required": ["name", "age"],
@@ -294,19 +294,27 @@ async def test_the_same_seed_gives_the_same_text(server: RunningServer, http: ai
 
 async def test_the_openai_sdk_reads_tool_calls_streamed_and_not(server: RunningServer) -> None:
     client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=KEY)
-    choice = {"type": "function", "function": {"name": "get_weather"}}
+    choice: Any = {"type": "function", "function": {"name": "get_weather"}}
+    messages: Any = USER
+    tool_list: Any = [WEATHER]
     done = await client.chat.completions.create(
-        model=MODEL, messages=USER, tools=[WEATHER], tool_choice=choice, max_tokens=100
-    )  # type: ignore[arg-type]
-    call = done.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+        model=MODEL, messages=messages, tools=tool_list, tool_choice=choice, max_tokens=100
+    )
+    calls = done.choices[0].message.tool_calls
+    assert calls is not None and calls[0].type == "function" and calls[0].function.name == "get_weather"
     arguments = ""
     stream = await client.chat.completions.create(
-        model=MODEL, messages=USER, tools=[WEATHER], tool_choice=choice, max_tokens=100, stream=True, temperature=0
-    )  # type: ignore[arg-type]
+        model=MODEL,
+        messages=messages,
+        tools=tool_list,
+        tool_choice=choice,
+        max_tokens=100,
+        stream=True,
+        temperature=0,
+    )
     async for chunk in stream:
         for delta in chunk.choices[0].delta.tool_calls or ():
-            arguments += delta.function.arguments or ""  # type: ignore[union-attr]
+            arguments += (delta.function.arguments if delta.function else None) or ""
     jsonschema.validate(orjson.loads(arguments), WEATHER["function"]["parameters"])
     await client.close()
 
