@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,8 +17,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from reference_server import faults, traces
-from reference_server.engines.base import Delta, Engine, FinishReason, Prompt, PromptError, SamplingOptions
+from reference_server import faults, tools, traces
+from reference_server.choices import Choice
+from reference_server.engines.base import Delta, Engine, Prompt, PromptError, SamplingOptions
 from reference_server.errors import APIError, bad_request, not_found
 from reference_server.faults import Fault, FaultPlan
 from reference_server.limiter import Slot
@@ -67,6 +69,7 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
         received_ns, received_by = traces.arrival(request.protocol)
         if fault is not None:
             fault.check_request(kind, body)
+            body = fault.request_body(kind, body)
         req = state.parser.parse(kind, body)
         streamed = req.stream
         prompt = _prompt(state, req, fault)
@@ -121,8 +124,10 @@ def _prompt(state: ServerState, req: CompletionRequest, fault: FaultPlan | None)
         raise not_found(f"The model `{req.model}` does not exist.", param="model", code="model_not_found")
     engine = state.engine
     if req.messages is not None:
+        # Only `auto` shows the tools to the model; a required or named call is made by guided decoding.
+        offered = req.tools if req.tool_choice.mode == "auto" else ()
         try:
-            text = engine.apply_chat_template(req.model, req.messages)
+            text = engine.apply_chat_template(req.model, req.messages, offered)
         except PromptError as exc:
             raise bad_request(str(exc), param="messages") from None
     else:
@@ -155,6 +160,9 @@ def _sampling(state: ServerState, req: CompletionRequest, prompt: Prompt, fault:
                 code="context_length_exceeded",
             )
     kind = fault.fault if fault is not None else None
+    structured = tools.guided(req.tool_choice, req.tools) or req.structured
+    if fault is not None and req.response_format == "json_schema":
+        structured = fault.structured(structured)
     return SamplingOptions(
         max_tokens=max_tokens + 1 if kind is Fault.IGNORE_MAX_TOKENS else max_tokens,
         temperature=req.temperature,
@@ -165,7 +173,18 @@ def _sampling(state: ServerState, req: CompletionRequest, prompt: Prompt, fault:
         frequency_penalty=req.frequency_penalty,
         ignore_eos=req.ignore_eos,
         min_tokens=min(req.min_tokens, max_tokens),
+        logprobs=req.logprobs,
+        structured=structured,
+        tools=req.tools if req.tool_choice.mode == "auto" else (),
     )
+
+
+def _choice_sampling(sampling: SamplingOptions, index: int) -> SamplingOptions:
+    """Choice `index` of n: its own seed when the request has one, so that the choices differ reproducibly."""
+    if index == 0 or sampling.seed is None:
+        return sampling
+    seed = sampling.seed + index
+    return dataclasses.replace(sampling, seed=seed if seed < 2**63 else sampling.seed - index)
 
 
 class _Run:
@@ -205,20 +224,55 @@ class _Run:
             "x-concurrency-remaining": str(self.slot.remaining),
         }
 
-    async def _deltas(self) -> AsyncIterator[Delta]:
-        """The engine's deltas; if iteration stops early for any reason, the engine request is aborted."""
+    async def _deltas(self, index: int = 0) -> AsyncIterator[Delta]:
+        """Choice `index`'s deltas; if iteration stops early for any reason, its engine request is aborted."""
         engine: Engine = self.state.engine
-        generator = engine.generate(self.ident, self.req.model, self.prompt, self.sampling)
+        request_id = self.ident if index == 0 else f"{self.ident}-{index}"
+        sampling = _choice_sampling(self.sampling, index)
+        generator = engine.generate(request_id, self.req.model, self.prompt, sampling)
         finished = False
         try:
             async for delta in generator:
-                yield delta if self.fault is None else self.fault.delta(delta, bool(self.req.stop))
+                yield delta if self.fault is None else self.fault.delta(delta, self.req)
                 if delta.finish_reason is not None:
                     finished = True
         finally:
             if not finished:
-                await engine.abort(self.ident)
+                await engine.abort(request_id)
             await generator.aclose()  # type: ignore[attr-defined]
+
+    async def _merged(self) -> AsyncIterator[tuple[int, Delta]]:
+        """The deltas of all n choices, as they come; a failure of one ends them all."""
+        queue: asyncio.Queue[tuple[int, Delta] | Exception | None] = asyncio.Queue()
+
+        async def pump(index: int) -> None:
+            try:
+                async for delta in self._deltas(index):
+                    queue.put_nowait((index, delta))
+            except Exception as exc:  # handed to the consumer, which raises it
+                queue.put_nowait(exc)
+            finally:
+                queue.put_nowait(None)
+
+        pumps = [asyncio.create_task(pump(i)) for i in range(self.req.n)]
+        running = len(pumps)
+        try:
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, Exception):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    def _choices(self) -> list[Choice]:
+        ids = self.fault.call_ids() if self.fault is not None else tools.new_call_id
+        return [Choice(i, self.req, ids) for i in range(self.req.n)]
 
     def _account(self, usage: Usage, first_token_s: float | None) -> None:
         m = self.state.metrics
@@ -229,26 +283,22 @@ class _Run:
         m.latency.labels(self.endpoint).observe(time.perf_counter() - self.started_s)
 
     async def respond(self) -> web.StreamResponse:
-        parts: list[str] = []
-        tokens = 0
-        finish: FinishReason = "stop"
+        choices = self._choices()
         first_token_s: float | None = None
-        async for delta in self._deltas():
+        deltas = self._deltas() if self.req.n == 1 else self._merged()
+        async for item in deltas:
+            index, delta = (0, item) if isinstance(item, Delta) else item
             if first_token_s is None and delta.token_count:
                 first_token_s = time.perf_counter()
-            parts.append(delta.text)
-            tokens += delta.token_count
-            if delta.finish_reason is not None:
-                finish = delta.finish_reason
-        usage = Usage(len(self.prompt.token_ids), tokens)
+            choices[index].gather(delta)
+        usage = Usage(len(self.prompt.token_ids), sum(c.tokens for c in choices))
         body: dict[str, Any] = response_body(
             self.state.config.profile,
             self.req.kind,
             self.ident,
             self.created,
             self.req.model,
-            "".join(parts),
-            finish,
+            [c.body() for c in choices],
             usage,
         )
         if self.fault is not None:
@@ -278,6 +328,9 @@ class _Run:
         )
         index = 0
         trace = self.trace
+        choices = self._choices()
+        prompt_tokens = len(self.prompt.token_ids)
+        unfinished = len(choices)
 
         async def emit(chunk: dict[str, Any], has_token: bool) -> None:
             nonlocal index
@@ -295,26 +348,48 @@ class _Run:
                     raise _InjectedReset
             index += 1
 
+        async def send(choice: Choice, delta: Delta) -> None:
+            """A delta off the template path: its chunks, usage on the response's last finish reason."""
+            nonlocal unfinished
+            if kind is Fault.TEXT_DRIFT and tokens == 1:
+                delta = dataclasses.replace(delta, text=delta.text + "~")
+            parts = choice.add(delta)
+            if delta.finish_reason is not None:
+                unfinished -= 1
+            has_token = delta.token_count > 0
+            for n, part in enumerate(parts):
+                last = unfinished == 0 and n == len(parts) - 1 and part.get("finish_reason") is not None
+                usage = Usage(prompt_tokens, tokens) if last else None
+                await emit(chunks.chunk([part], usage), has_token and n == 0)
+
         tokens = 0
         first_token_s: float | None = None
+        template = fault is None and self.req.plain  # the fast path: a pre-serialised event per token
         try:
             if self.req.kind == "chat" and kind is not Fault.MISSING_ROLE:
-                await emit(chunks.role_chunk(), False)
-            async for delta in self._deltas():
-                tokens += delta.token_count
-                if first_token_s is None and delta.token_count:
-                    first_token_s = time.perf_counter()
-                if fault is None and delta.finish_reason is None:  # most chunks: an event from the template
-                    if trace is not None:
-                        trace.mark_chunk(delta.token_count > 0)
-                    await resp.write(chunks.delta_event(delta.text))
-                    if trace is not None:
-                        trace.wrote_chunk()
-                    continue
-                usage = Usage(len(self.prompt.token_ids), tokens) if delta.finish_reason else None
-                text = delta.text + "~" if kind is Fault.TEXT_DRIFT and tokens == 1 else delta.text
-                await emit(chunks.delta_chunk(text, delta.finish_reason, usage), delta.token_count > 0)
-            final = Usage(len(self.prompt.token_ids), tokens)
+                for choice in choices:
+                    await emit(chunks.role_chunk(choice.index), False)
+            if self.req.n == 1:
+                only = choices[0]
+                async for delta in self._deltas():
+                    tokens += delta.token_count
+                    if first_token_s is None and delta.token_count:
+                        first_token_s = time.perf_counter()
+                    if template and delta.finish_reason is None and not delta.reasoning:
+                        if trace is not None:
+                            trace.mark_chunk(delta.token_count > 0)
+                        await resp.write(chunks.delta_event(delta.text))
+                        if trace is not None:
+                            trace.wrote_chunk()
+                        continue
+                    await send(only, delta)
+            else:
+                async for i, delta in self._merged():
+                    tokens += delta.token_count
+                    if first_token_s is None and delta.token_count:
+                        first_token_s = time.perf_counter()
+                    await send(choices[i], delta)
+            final = Usage(prompt_tokens, tokens)
             if (usage_chunk := chunks.usage_chunk(final)) is not None:
                 await emit(usage_chunk, False)
             if trace is not None:  # stamped as it is written, as the chunks are: not after the write yields
@@ -338,7 +413,7 @@ class _Run:
             with contextlib.suppress(ConnectionResetError):
                 await resp.write(sse(error.envelope()))
             return resp
-        self._account(Usage(len(self.prompt.token_ids), tokens), first_token_s)
+        self._account(Usage(prompt_tokens, tokens), first_token_s)
         return resp
 
 

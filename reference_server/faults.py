@@ -7,6 +7,8 @@ error path can be shown to fire. They are applied where the HTTP layer builds re
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -16,10 +18,11 @@ import orjson
 import schemas
 from reference_server.auth import KeyRing
 from reference_server.config import ApiKey
-from reference_server.engines.base import Delta
+from reference_server.engines.base import Delta, StructuredOutput
 from reference_server.errors import APIError, bad_request
 from reference_server.limiter import ConcurrencyLimiter, Slot
 from reference_server.profile import DONE, sse
+from reference_server.tools import new_call_id
 
 HEADER = "x-fault"
 
@@ -70,6 +73,20 @@ class Fault(StrEnum):
     LATE_RELEASE = "late_release"  # a finished request keeps its slot until its key has nothing in flight
     LEAK_ABANDONED = "leak_abandoned"  # so does a non-streamed request whose client went away
     REJECT_LEAK = "reject_leak"  # from the Nth rejection in a row, each 429 keeps a slot likewise
+    # The chat surface beyond plain text (issue 17): one per check of the features.
+    IGNORE_MAX_COMPLETION_TOKENS = "ignore_max_completion_tokens"  # max_completion_tokens ignored (max_tokens kept)
+    FIRST_STOP_ONLY = "first_stop_only"  # only the first string of a stop list is honoured
+    SAME_CHOICE_INDEX = "same_choice_index"  # with n > 1 every choice has index 0
+    SHORT_TOP_LOGPROBS = "short_top_logprobs"  # one alternative fewer than asked at every token
+    JSON_TRAILING_TEXT = "json_trailing_text"  # JSON mode's output gets " ok" after the object
+    SCHEMA_VIOLATION = "schema_violation"  # json_schema output lacks the schema's first required property
+    TOOL_ARGS_NOT_JSON = "tool_args_not_json"  # a named tool call's arguments lose their last character
+    REPEATED_TOOL_ID = "repeated_tool_id"  # every tool call has the same id
+    TOOL_STREAM_DRIFT = "tool_stream_drift"  # streamed argument fragments are sent twice
+    TOOL_FINISH_STOP = "tool_finish_stop"  # finish_reason "stop" after a tool call
+    TOOLS_DESPITE_NONE = "tools_despite_none"  # tool_choice none still calls a tool
+    SEED_IGNORED = "seed_ignored"  # seed is ignored
+    REJECT_FEATURES = "reject_features"  # tools, response_format, logprobs and n > 1 refused with 400 (not offered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +135,67 @@ class FaultPlan:
             return prompt if prompt.startswith(bos) else bos + prompt
         return prompt
 
-    def delta(self, delta: Delta, stop_requested: bool) -> Delta:
-        if self.fault is Fault.LENGTH_ON_EOS and delta.finish_reason == "stop" and not stop_requested:
-            return Delta(delta.text, delta.token_count, "length")
+    def request_body(self, kind: Literal["chat", "completion"], raw: bytes) -> bytes:
+        """The request as a server with this fault reads it: arguments dropped or changed, or features refused."""
+        f = self.fault
+        if f not in _REQUEST_FAULTS:
+            return raw
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw  # the parser says what is wrong with it
+        if not isinstance(data, dict):
+            return raw
+        if f is Fault.REJECT_FEATURES:
+            offered = ("tools", "logprobs", "top_logprobs")
+            refused = [k for k in offered if data.get(k) not in (None, False, [])]
+            if (data.get("n") or 1) > 1:
+                refused.append("n")
+            if (data.get("response_format") or {}).get("type", "text") != "text":
+                refused.append("response_format")
+            if refused:
+                raise bad_request(f"This server does not support {', '.join(refused)}.", param=refused[0])
+            return raw
+        if f is Fault.IGNORE_MAX_COMPLETION_TOKENS:
+            data.pop("max_completion_tokens", None)
+        elif f is Fault.FIRST_STOP_ONLY and isinstance(data.get("stop"), list):
+            data["stop"] = data["stop"][:1]
+        elif f is Fault.SEED_IGNORED:
+            data.pop("seed", None)
+        elif f is Fault.TOOLS_DESPITE_NONE and data.get("tool_choice") == "none" and data.get("tools"):
+            data["tool_choice"] = "required"
+        return orjson.dumps(data)
+
+    def structured(self, structured: StructuredOutput | None) -> StructuredOutput | None:
+        """`schema_violation`: guide the output by the schema less its first required property."""
+        if self.fault is not Fault.SCHEMA_VIOLATION or structured is None or structured.schema is None:
+            return structured
+        schema = copy.deepcopy(dict(structured.schema))
+        required = list(schema.get("required") or ())
+        if required:
+            schema["required"] = required[1:]
+            schema.get("properties", {}).pop(required[0], None)
+            schema["additionalProperties"] = False
+        return StructuredOutput(schema)
+
+    def delta(self, delta: Delta, req: Any) -> Delta:
+        """An engine delta of request `req` (a `protocol.CompletionRequest`), changed as the fault says."""
+        f = self.fault
+        if f is Fault.LENGTH_ON_EOS and delta.finish_reason == "stop" and not req.stop:
+            return dataclasses.replace(delta, finish_reason="length")
+        if delta.finish_reason is None:
+            return delta
+        if f is Fault.JSON_TRAILING_TEXT and req.response_format == "json_object":
+            return dataclasses.replace(delta, text=delta.text + " ok")
+        if f is Fault.TOOL_ARGS_NOT_JSON and req.tool_choice.mode == "function" and delta.text:
+            return dataclasses.replace(delta, text=delta.text[:-1])
         return delta
+
+    def call_ids(self) -> Callable[[], str]:
+        """Tool call ids: `repeated_tool_id` gives every call the same one."""
+        if self.fault is Fault.REPEATED_TOOL_ID:
+            return lambda: "call_" + "0" * 24
+        return new_call_id
 
     def model_list(self, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "data": []} if self.fault is Fault.UNLISTED_MODEL else body
@@ -143,6 +217,7 @@ class FaultPlan:
         """A non-streamed response body, broken as the fault says."""
         body = copy.deepcopy(body)
         _break_shape(self.fault, body)
+        _break_choices(self.fault, body)
         if self.fault is Fault.MISSING_USAGE:
             body.pop("usage", None)
         return body
@@ -175,7 +250,12 @@ class FaultPlan:
             chunk = {k: v for k, v in chunk.items() if k != "usage"}
         if f is Fault.ZERO_ERROR:
             chunk = {**chunk, "error": {"message": "", "type": "", "code": 0}}
+        if f in _CHOICE_FAULTS:
+            chunk = copy.deepcopy(chunk)
+            _break_choices(f, chunk)
         event = sse(chunk)
+        if f is Fault.TOOL_STREAM_DRIFT and _is_fragment(chunk):
+            return [event, event]
         if f is Fault.NO_BLANK_LINE:
             event = event[:-1]
         finishing = any(c.get("finish_reason") for c in chunk["choices"])
@@ -219,6 +299,38 @@ def _break_shape(fault: Fault, body: dict[str, Any]) -> None:
     elif fault is Fault.NO_CHOICE_INDEX:
         for choice in body.get("choices", []):
             choice.pop("index", None)
+
+
+_REQUEST_FAULTS = frozenset(
+    {
+        Fault.IGNORE_MAX_COMPLETION_TOKENS,
+        Fault.FIRST_STOP_ONLY,
+        Fault.SEED_IGNORED,
+        Fault.TOOLS_DESPITE_NONE,
+        Fault.REJECT_FEATURES,
+    }
+)
+_CHOICE_FAULTS = frozenset({Fault.SAME_CHOICE_INDEX, Fault.SHORT_TOP_LOGPROBS, Fault.TOOL_FINISH_STOP})
+
+
+def _break_choices(fault: Fault, body: dict[str, Any]) -> None:
+    """The faults of a response's (or chunk's) choices beyond plain text."""
+    for choice in body.get("choices", []):
+        if fault is Fault.SAME_CHOICE_INDEX and "index" in choice:
+            choice["index"] = 0
+        elif fault is Fault.TOOL_FINISH_STOP and choice.get("finish_reason") == "tool_calls":
+            choice["finish_reason"] = "stop"
+        elif fault is Fault.SHORT_TOP_LOGPROBS and isinstance(logprobs := choice.get("logprobs"), dict):
+            for entry in logprobs.get("content") or ():  # chat
+                entry["top_logprobs"] = entry["top_logprobs"][:-1]
+            if isinstance(tops := logprobs.get("top_logprobs"), list):  # completions
+                logprobs["top_logprobs"] = [dict(list(top.items())[:-1]) for top in tops]
+
+
+def _is_fragment(chunk: dict[str, Any]) -> bool:
+    """A chunk carrying only argument fragments of tool calls (no call's start)."""
+    calls = [c for choice in chunk.get("choices", []) for c in (choice.get("delta") or {}).get("tool_calls") or ()]
+    return bool(calls) and all("id" not in c for c in calls)
 
 
 def parse(header: str | None) -> FaultPlan | None:

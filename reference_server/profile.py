@@ -49,21 +49,15 @@ def response_body(
     ident: str,
     created: int,
     model: str,
-    text: str,
-    finish: FinishReason,
+    choices: list[dict[str, Any]],
     usage: Usage,
 ) -> dict[str, Any]:
-    choice: dict[str, Any] = (
-        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-        if kind == "chat"
-        else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-    )
     return {
         "id": ident,
         "object": response_object(profile, kind),
         "created": created,
         "model": model,
-        "choices": [choice],
+        "choices": choices,
         "usage": usage.as_dict(),
     }
 
@@ -94,14 +88,8 @@ class ChunkStream:
         event = sse(self.delta_chunk(_MARK, None, None))
         self._delta_head, self._delta_tail = event.split(orjson.dumps(_MARK))
 
-    def role_chunk(self) -> dict[str, Any]:
-        chunk = {
-            **self.head,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-        }
-        if self._usage_null:
-            chunk["usage"] = None
-        return chunk
+    def role_chunk(self, index: int = 0) -> dict[str, Any]:
+        return self.chunk([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
 
     def delta_chunk(self, text: str, finish: FinishReason | None, usage: Usage | None) -> dict[str, Any]:
         choice: dict[str, Any] = (
@@ -109,8 +97,12 @@ class ChunkStream:
             if self.kind == "chat"
             else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
         )
-        chunk = {**self.head, "choices": [choice]}
-        if self.profile == "anyscale" and finish is not None and usage is not None:
+        return self.chunk([choice], usage if finish is not None else None)
+
+    def chunk(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> dict[str, Any]:
+        """A chunk of these choices; `usage` is given with the response's last finish reason."""
+        chunk = {**self.head, "choices": choices}
+        if self.profile == "anyscale" and usage is not None:
             chunk["usage"] = usage.as_dict()
         elif self._usage_null:
             chunk["usage"] = None

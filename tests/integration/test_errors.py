@@ -50,7 +50,7 @@ def chat_with(**fields: Any) -> bytes:
         (chat_with(top_p=1.5), "top_p"),
         (chat_with(max_tokens=0), "max_tokens"),
         (chat_with(max_tokens=-3), "max_tokens"),
-        (chat_with(n=2), "n"),
+        (chat_with(n=17), "n"),
         (chat_with(messages=[]), "messages"),
         (chat_with(messages=[{"role": "wizard", "content": "x"}]), "messages[0].role"),
         (chat_with(messages=[{"content": "x"}]), "messages[0].role"),
