@@ -40,6 +40,13 @@ def _engine_arg(text: str) -> tuple[str, Any]:
     return name.replace("-", "_"), value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reference_server", description=__doc__)
     p.add_argument("--engine", choices=["sim", "vllm"], default="sim")
@@ -94,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-num-seqs", type=int, default=None, help="sequences batched at once")
     sim.add_argument("--output-len-mean", type=int, default=defaults.output_len_mean)
     sim.add_argument("--seed", type=int, default=defaults.seed)
+    sim.add_argument(
+        "--reasoning-tokens",
+        type=_count,
+        default=defaults.reasoning_tokens,
+        metavar="N",
+        help="the first N tokens of every request are reasoning (reasoning_content), then the answer; they count "
+        "toward max_tokens and usage (default %(default)s)",
+    )
     vllm = p.add_argument_group("vLLM (--engine vllm)")
     vllm.add_argument("--served-model-name")
     vllm.add_argument("--max-model-len", type=int, help="context length (the simulator caps its models' at it too)")
@@ -144,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         output_len_mean=args.output_len_mean,
         seed=args.seed,
         max_model_len=args.max_model_len,
+        reasoning_tokens=args.reasoning_tokens,
     )
     engine_options: dict[str, Any] = {
         "model": args.model[0] if args.model else None,

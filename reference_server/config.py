@@ -44,6 +44,8 @@ class SimOptions:
     output_len_mean: int = 96
     seed: int = 0
     max_model_len: int | None = None  # caps every model's context; None keeps each model's own
+    # The first N tokens of every request are reasoning (`reasoning_content`), as a reasoning model thinks first.
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

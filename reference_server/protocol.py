@@ -98,7 +98,11 @@ def _build(kind: Kind, data: Mapping[str, Any]) -> CompletionRequest:
     stop_raw = data.get("stop")
     stop = (stop_raw,) if isinstance(stop_raw, str) else tuple(stop_raw or ())
     stream_options = data.get("stream_options") or {}
-    max_tokens = data.get("max_tokens")
+    # OpenAI names the chat output limit `max_completion_tokens` and deprecates `max_tokens` for chat; like vLLM's
+    # server, the new name wins when both are sent. Completions have only `max_tokens` (the other is ignored).
+    max_tokens = data.get("max_completion_tokens") if kind == "chat" else None
+    if max_tokens is None:
+        max_tokens = data.get("max_tokens")
     seed = data.get("seed")
     if isinstance(seed, float) and not -_INT64 < seed < _INT64:
         # orjson reads an integer beyond 64 bits as the nearest float, which may equal a bound of the schema.

@@ -52,3 +52,30 @@ def test_bodies_that_are_not_a_json_object(body: bytes) -> None:
     with pytest.raises(APIError) as caught:
         PARSER.parse("chat", body)
     assert caught.value.status == 400 and caught.value.param is None
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (b'"max_completion_tokens": 5', 5),
+        (b'"max_tokens": 9, "max_completion_tokens": 5', 5),  # the new name wins, as OpenAI and vLLM have it
+        (b'"max_tokens": 9, "max_completion_tokens": null', 9),
+        (b'"max_tokens": 9', 9),
+    ],
+)
+def test_the_chat_output_limit_under_both_names(limits: bytes, expected: int) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], ' + limits + b"}"
+    assert PARSER.parse("chat", body).max_tokens == expected
+
+
+def test_completions_have_only_max_tokens() -> None:
+    body = b'{"model": "m", "prompt": "x", "max_tokens": 9, "max_completion_tokens": 5}'
+    assert PARSER.parse("completion", body).max_tokens == 9
+
+
+def test_a_stop_list_holds_at_most_four_strings() -> None:
+    four = b'{"model": "m", "prompt": "x", "stop": ["a", "b", "c", "d"]}'
+    assert PARSER.parse("completion", four).stop == ("a", "b", "c", "d")
+    with pytest.raises(APIError) as caught:
+        PARSER.parse("completion", b'{"model": "m", "prompt": "x", "stop": ["a", "b", "c", "d", "e"]}')
+    assert caught.value.status == 400 and caught.value.param == "stop"

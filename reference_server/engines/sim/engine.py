@@ -10,15 +10,18 @@ from reference_server.config import SimOptions
 from reference_server.engines.base import (
     Delta,
     EngineStats,
+    FinishReason,
     Message,
     ModelCard,
     Prompt,
     PromptError,
     SamplingOptions,
+    Tool,
 )
-from reference_server.engines.sim import text
+from reference_server.engines.sim import output, text
 from reference_server.engines.sim.batch import BatchModel
 from reference_server.engines.sim.catalog import SimModel, lookup
+from reference_server.engines.sim.conversation import template_messages
 from reference_server.engines.sim.tokenizer import SimTokenizer
 from schemas import ChatTemplateError, render_chat
 
@@ -58,10 +61,11 @@ class SimEngine:
         for request_id in list(self._active):
             await self.abort(request_id)
 
-    def apply_chat_template(self, model: str, messages: Sequence[Message]) -> str:
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
+    def apply_chat_template(self, model: str, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> str:
+        # `tools` are not rendered: the simulated models' templates (their real ones) have no place for them, as
+        # Llama 3 8B Instruct's has none; `generate` learns of them from `SamplingOptions.tools`.
         try:
-            return render_chat(self._models[model].family, conversation)
+            return render_chat(self._models[model].family, template_messages(messages))
         except ChatTemplateError as exc:
             raise PromptError(str(exc)) from None
 
@@ -71,7 +75,24 @@ class SimEngine:
     async def generate(
         self, request_id: str, model: str, prompt: Prompt, sampling: SamplingOptions
     ) -> AsyncIterator[Delta]:
-        planned = text.plan(model, prompt.text, sampling, self._options.output_len_mean)
+        options = self._options
+        pieces: tuple[str, ...] = ()
+        finish: FinishReason = "stop"
+        rich: list[Delta] | None = None
+        if output.is_plain(sampling, options.reasoning_tokens):
+            planned = text.plan(model, prompt.text, sampling, options.output_len_mean)
+            pieces, finish = planned.pieces, planned.finish_reason
+        else:
+            sim = self._models[model]
+            request = output.Request(
+                model,
+                sim.family,
+                prompt.text,
+                self._tokenizers[model],
+                options.output_len_mean,
+                options.reasoning_tokens,
+            )
+            rich = output.plan(request, sampling)
         self._active.add(request_id)
         batch = self._batch
         loop = asyncio.get_running_loop()
@@ -80,8 +101,9 @@ class SimEngine:
             await batch.enter()
             entered = True
             due = loop.time() + batch.first_token_delay_s(len(prompt.token_ids))
-            last = len(planned.pieces) - 1
-            for i, piece in enumerate(planned.pieces):
+            count = len(pieces) if rich is None else len(rich)
+            last = count - 1
+            for i in range(count):
                 # A late loop delays the token; it never makes later tokens come in a catch-up burst.
                 now = loop.time()
                 if due > now:
@@ -90,7 +112,7 @@ class SimEngine:
                     await asyncio.sleep(0)  # every token already due: still let other streams in now and then
                 if request_id in self._aborted:
                     return
-                yield Delta(piece, 1, planned.finish_reason if i == last else None)
+                yield Delta(pieces[i], 1, finish if i == last else None) if rich is None else rich[i]
                 due = max(due, loop.time()) + batch.inter_token_delay_s()
             completed = True
         finally:

@@ -28,6 +28,10 @@ _WORDS = (
     "ever paper hard near sentence better best across during today others sure means knew why true "
 )
 _VOCAB: tuple[str, ...] = (*(f" {w}" for w in _WORDS.split()), ".", ",", ".", "!", "?", ";", ":")
+# The distinct words, which fill strings and name properties in structured output.
+WORDS: tuple[str, ...] = tuple(dict.fromkeys(_WORDS.split()))
+# Every distinct token the plain text is made of: where logprobs find the alternatives to a generated token.
+VOCAB: tuple[str, ...] = tuple(dict.fromkeys(_VOCAB))
 
 
 # Real chat models rarely stop after a handful of tokens; neither does the simulator.
@@ -42,11 +46,21 @@ class Plan:
     finish_reason: FinishReason
 
 
-def _rng(model: str, prompt: str, sampling: SamplingOptions) -> random.Random:
+def request_rng(model: str, prompt: str, sampling: SamplingOptions, salt: str = "") -> random.Random:
+    """The random source of one request: fixed at temperature 0 or for a seed, fresh otherwise.
+
+    A `salt` gives a part of the output (reasoning, logprobs) a stream of its own, so that asking for it leaves
+    the answer's text as it would be without it.
+    """
     if sampling.temperature > 0 and sampling.seed is None:
         return random.Random(os.urandom(8))
-    key = f"{model}\x00{prompt}\x00{sampling.seed if sampling.temperature > 0 else ''}"
+    key = f"{model}\x00{prompt}\x00{sampling.seed if sampling.temperature > 0 else ''}{salt}"
     return random.Random(hashlib.blake2b(key.encode(), digest_size=8).digest())
+
+
+def natural_length(rng: random.Random, mean_length: int) -> int:
+    """Where the "model" would emit EOS: drawn around `mean_length`, never below a handful of tokens."""
+    return _MIN_NATURAL + int(rng.expovariate(1.0 / max(mean_length - _MIN_NATURAL, 1)))
 
 
 def plan(model: str, prompt: str, sampling: SamplingOptions, mean_length: int) -> Plan:
@@ -56,8 +70,8 @@ def plan(model: str, prompt: str, sampling: SamplingOptions, mean_length: int) -
     (`length`), `ignore_eos` extends it to exactly `max_tokens`, and the first stop string ends the text
     before it.
     """
-    rng = _rng(model, prompt, sampling)
-    natural = max(sampling.min_tokens, _MIN_NATURAL + int(rng.expovariate(1.0 / max(mean_length - _MIN_NATURAL, 1))))
+    rng = request_rng(model, prompt, sampling)
+    natural = max(sampling.min_tokens, natural_length(rng, mean_length))
     finish: FinishReason
     if sampling.ignore_eos or natural > sampling.max_tokens:
         count, finish = sampling.max_tokens, "length"
@@ -65,11 +79,12 @@ def plan(model: str, prompt: str, sampling: SamplingOptions, mean_length: int) -
         count, finish = natural, "stop"
     pieces = rng.choices(_VOCAB, k=count)
     if sampling.stop:
-        return _apply_stop(pieces, sampling.stop) or Plan(tuple(pieces), finish)
+        return apply_stop(pieces, sampling.stop) or Plan(tuple(pieces), finish)
     return Plan(tuple(pieces), finish)
 
 
-def _apply_stop(pieces: list[str], stops: tuple[str, ...]) -> Plan | None:
+def apply_stop(pieces: list[str], stops: tuple[str, ...]) -> Plan | None:
+    """The pieces up to the first stop string, or None when none occurs."""
     text = "".join(pieces)
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
     if cut < 0:
