@@ -93,7 +93,7 @@ def test_vllm_bench_serve_openai_chat_completes_with_exactly_the_output_it_asked
         "--num-prompts", str(PROMPTS),
         "--seed", "0",
         "--disable-tqdm",
-        "--save-result",
+        "--save-result", "--save-detailed",
         "--result-dir", str(tmp_path),
         "--result-filename", "result.json",
     ]  # fmt: skip
