@@ -7,6 +7,14 @@ the `if __name__ == "__main__":` guard.
 Running and waiting counts come from vLLM's own scheduler: the scheduler statistics that the engine core sends
 with its outputs are recorded through a stat logger, so `stats()` shows what the engine really holds (an abort
 is visible there only once the engine core has dropped the request), not what this wrapper believes.
+
+The chat surface goes through vLLM's own machinery: `SamplingOptions.structured` becomes vLLM's structured
+outputs (a JSON Schema, or JSON mode), `logprobs` vLLM's sample logprobs (`vllm_sampling`), and tools are offered
+to the model's Hugging Face chat template. A reasoning model needs the engine option `reasoning_parser` — the
+name of a vLLM reasoning parser, as `vllm serve --reasoning-parser` takes it (deepseek_r1, qwen3, ...); on the
+server's command line `--engine-arg reasoning_parser=NAME`. With it, vLLM's parser splits each delta into
+`Delta.reasoning` and `Delta.text` (`vllm_reasoning`), and vLLM's engine gets the same name, so that structured
+output is enforced after the thinking, as on vLLM's server. Without it, all output is `Delta.text`.
 """
 
 from __future__ import annotations
@@ -29,8 +37,13 @@ from reference_server.engines.base import (
     Prompt,
     PromptError,
     SamplingOptions,
+    TokenLogprob,
+    Tool,
 )
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
+from reference_server.engines.hf_template import template_messages, template_tools
+from reference_server.engines.vllm_reasoning import ReasoningSplitter, ReasoningStream, check_parser_name
+from reference_server.engines.vllm_sampling import sampling_params, token_logprobs
 
 if TYPE_CHECKING:
     from reference_server.config import ServerConfig
@@ -60,8 +73,9 @@ class VllmOptions:
     """What the server passes to vLLM. `None` leaves a setting to vLLM, except where stated.
 
     `model=None` serves the embedded SmolLM2-135M-Instruct (converted into `cache_dir`, by default the user
-    cache). `gpu_memory_utilization=None` means 0.3 on CPU and vLLM's default on a GPU. `engine_args` holds any
-    other `AsyncEngineArgs` field by name and wins over the fields above.
+    cache). `gpu_memory_utilization=None` means 0.3 on CPU and vLLM's default on a GPU. `reasoning_parser` names
+    the vLLM reasoning parser that splits thinking from answer (None: no split). `engine_args` holds any other
+    `AsyncEngineArgs` field by name and wins over the fields above.
     """
 
     model: str | None = None
@@ -75,23 +89,31 @@ class VllmOptions:
     enforce_eager: bool = False
     max_num_seqs: int | None = None
     seed: int | None = None
+    reasoning_parser: str | None = None
     engine_args: dict[str, object] = field(default_factory=dict)
     cache_dir: Path | None = None
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> VllmOptions:
-        """Options keyed by field name (`-` or `_`); unknown keys become `engine_args`."""
+        """Options keyed by field name (`-` or `_`); unknown keys become `engine_args`.
+
+        `reasoning_parser` is read by this wrapper as well as by vLLM, so it is taken out of `engine_args` too
+        (the server's `--engine-arg reasoning_parser=NAME` puts it there).
+        """
         known = {f.name for f in fields(cls)}
         chosen: dict[str, Any] = {}
         extra: dict[str, object] = {}
         for key, value in options.items():
             name = key.replace("-", "_")
             if name == "engine_args":
-                extra.update(value)
+                extra.update({k.replace("-", "_"): v for k, v in value.items()})
             elif name in known:
                 chosen[name] = value
             else:
                 extra[name] = value
+        if "reasoning_parser" in extra:
+            parser = extra.pop("reasoning_parser")
+            chosen.setdefault("reasoning_parser", str(parser) if parser else None)
         return cls(**chosen, engine_args=extra)
 
     @property
@@ -163,6 +185,7 @@ class VllmEngine:
         self._tokenizer: Any = None
         self._card: ModelCard | None = None
         self._counts = _SchedulerCounts()
+        self._reasoning: ReasoningSplitter | None = None
         self._open: set[str] = set()
         self._finished_total = 0
         self._aborted_total = 0
@@ -182,6 +205,8 @@ class VllmEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         options = self._options
+        if options.reasoning_parser:
+            check_parser_name(options.reasoning_parser)  # before the model loads, not a minute later
         model = options.model
         if model is None:
             model = str(await asyncio.to_thread(ensure_embedded_model, options.cache_dir))
@@ -200,6 +225,13 @@ class VllmEngine:
         tokenizer = self._llm.get_tokenizer()
         # Older vLLM releases (the GPU extra allows them) made `get_tokenizer` a coroutine.
         self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
+        if options.reasoning_parser:
+            try:
+                self._reasoning = ReasoningSplitter(options.reasoning_parser, self._tokenizer, options.served_name)
+            except Exception:
+                self._llm.shutdown()
+                self._llm = None
+                raise
         self._card = ModelCard(
             id=options.served_name,
             max_model_len=int(self._llm.model_config.max_model_len),
@@ -222,11 +254,13 @@ class VllmEngine:
         # before it is cancelled and log an EngineDeadError. Joining the engine processes takes a few seconds.
         llm.shutdown()
 
-    def apply_chat_template(self, model: str, messages: Sequence[Message]) -> str:
+    def apply_chat_template(self, model: str, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> str:
         self._check_model(model)
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        conversation = template_messages(messages)
         try:
-            rendered = self._tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+            rendered = self._tokenizer.apply_chat_template(
+                conversation, tools=template_tools(tools), tokenize=False, add_generation_prompt=True
+            )
         except Exception as exc:  # jinja2 errors, and the template's own raise_exception
             raise PromptError(f"the chat template rejected the conversation: {exc}") from exc
         return str(rendered)
@@ -243,12 +277,28 @@ class VllmEngine:
         # here, before the response has started.
         try:
             params = sampling_params(sampling)
+            if sampling.structured is not None or sampling.logprobs is not None:
+                # vLLM checks these (schema support, logprobs limit) only once the stream is read; here the
+                # request fails before its response has started. vLLM's own check later finds them valid.
+                config = llm.vllm_config
+                params.verify(
+                    llm.model_config, config.speculative_config, config.structured_outputs_config, self._tokenizer
+                )
             engine_input = _engine_input(llm, prompt)
         except _client_errors() as exc:
             raise EngineRequestRejectedError(str(exc)) from exc
-        return self._stream(llm, request_id, engine_input, params)
+        reasoning = None if self._reasoning is None else self._reasoning.stream(prompt.token_ids)
+        return self._stream(llm, request_id, engine_input, params, sampling.logprobs, reasoning)
 
-    async def _stream(self, llm: Any, request_id: str, engine_input: Any, params: Any) -> AsyncIterator[Delta]:
+    async def _stream(
+        self,
+        llm: Any,
+        request_id: str,
+        engine_input: Any,
+        params: Any,
+        top_logprobs: int | None,
+        reasoning: ReasoningStream | None,
+    ) -> AsyncIterator[Delta]:
         outputs = llm.generate(engine_input, params, request_id)
         self._open.add(request_id)
         try:
@@ -259,9 +309,22 @@ class VllmEngine:
                     # Counted before the last yield: a consumer that got its finish reason need not come back.
                     self._open.discard(request_id)
                     self._finished_total += 1
-                token_count = len(completion.token_ids)
-                if completion.text or token_count or reason is not None:
-                    yield Delta(text=completion.text, token_count=token_count, finish_reason=reason)
+                token_ids = completion.token_ids
+                token_count = len(token_ids)
+                text, thinking = completion.text, ""
+                if reasoning is not None:
+                    thinking, text = reasoning.split(text, token_ids, finished=output.finished)
+                if text or thinking or token_count or reason is not None:
+                    logprobs: tuple[TokenLogprob, ...] = ()
+                    if top_logprobs is not None and completion.logprobs is not None:
+                        logprobs = token_logprobs(token_ids, completion.logprobs, top_logprobs, self._decode)
+                    yield Delta(
+                        text=text,
+                        token_count=token_count,
+                        finish_reason=reason,
+                        reasoning=thinking,
+                        logprobs=logprobs,
+                    )
         finally:
             if request_id in self._open:
                 # Closed early without `abort` (exception, aclose): closing vLLM's stream aborts the request.
@@ -291,6 +354,9 @@ class VllmEngine:
             aborted_total=self._aborted_total,
             extra=extra,
         )
+
+    def _decode(self, token_id: int) -> str:
+        return str(self._tokenizer.decode([token_id]))
 
     def _running(self) -> Any:
         if self._llm is None:
@@ -330,6 +396,7 @@ def engine_kwargs(options: VllmOptions, model: str, *, on_cpu: bool, cpu_bf16: b
         "max_model_len": options.max_model_len,
         "max_num_seqs": options.max_num_seqs,
         "seed": options.seed,
+        "reasoning_parser": options.reasoning_parser or None,
         "gpu_memory_utilization": (
             options.gpu_memory_utilization
             if options.gpu_memory_utilization is not None
@@ -339,25 +406,6 @@ def engine_kwargs(options: VllmOptions, model: str, *, on_cpu: bool, cpu_bf16: b
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     kwargs.update(options.engine_args)
     return kwargs
-
-
-def sampling_params(sampling: SamplingOptions) -> Any:
-    """vLLM `SamplingParams` streaming deltas for `sampling`."""
-    from vllm.sampling_params import RequestOutputKind, SamplingParams
-
-    return SamplingParams(
-        n=1,
-        max_tokens=sampling.max_tokens,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        stop=list(sampling.stop) or None,
-        seed=sampling.seed,
-        presence_penalty=sampling.presence_penalty,
-        frequency_penalty=sampling.frequency_penalty,
-        ignore_eos=sampling.ignore_eos,
-        min_tokens=sampling.min_tokens,
-        output_kind=RequestOutputKind.DELTA,
-    )
 
 
 def _client_errors() -> tuple[type[Exception], ...]:

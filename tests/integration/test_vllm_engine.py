@@ -1,4 +1,5 @@
-"""The vllm engine on the embedded model, driven directly (no HTTP): templates, tokens, sampling, aborts.
+"""The vllm engine on the embedded model, driven directly (no HTTP): templates, tokens, sampling, guided JSON,
+logprobs, aborts.
 
 One engine serves the whole session (starting vLLM takes about a minute on CPU); every test runs on the
 session's event loop, which vLLM's output handler is bound to.
@@ -7,15 +8,17 @@ session's event loop, which vLLM's output handler is bound to.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import pytest_asyncio
 
-from reference_server.engines.base import Delta, EngineStats, Message, SamplingOptions
+from reference_server.engines.base import Delta, EngineStats, Message, SamplingOptions, StructuredOutput
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
 from reference_server.engines.vllm_engine import EngineRequestRejectedError, VllmEngine, VllmOptions
 
@@ -150,6 +153,86 @@ async def test_token_counts_match_the_tokenizer(engine: VllmEngine, hf_tokenizer
     assert deltas[-1].finish_reason == "length"
     generated = joined(deltas)
     assert sum(d.token_count for d in deltas) == len(hf_tokenizer(generated, add_special_tokens=False).input_ids)
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 24},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit", "days"],
+    "additionalProperties": False,
+}
+TIME = {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 16}}, "required": ["zone"]}
+
+
+async def guided(engine: VllmEngine, request_id: str, content: str, schema: dict[str, Any] | None) -> Any:
+    sampling = SamplingOptions(max_tokens=120, temperature=0, structured=StructuredOutput(schema))
+    deltas = await collect(engine, request_id, chat(engine, content), sampling)
+    assert deltas[-1].finish_reason == "stop", joined(deltas)  # the grammar ended the output, not the limit
+    return json.loads(joined(deltas))
+
+
+async def test_json_schema_output_validates(engine: VllmEngine) -> None:
+    """What a named tool choice asks for: the function's parameters as the schema of the whole output."""
+    arguments = await guided(engine, "schema", "What is the weather in Paris this week?", WEATHER)
+    jsonschema.validate(arguments, WEATHER)
+
+
+async def test_a_schema_over_several_functions_names_one_and_its_arguments_validate(engine: VllmEngine) -> None:
+    """What `tool_choice: required` asks for: one of the functions by name, with arguments matching its schema."""
+    functions = {"get_weather": WEATHER, "get_time": TIME}
+    schema = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"const": name}, "arguments": parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for name, parameters in functions.items()
+        ]
+    }
+    call = await guided(engine, "required", "What time is it in Tokyo?", schema)
+    jsonschema.validate(call, schema)
+    jsonschema.validate(call["arguments"], functions[call["name"]])
+
+
+async def test_json_mode_output_is_one_json_object(engine: VllmEngine) -> None:
+    # A small model rambles on in JSON as in prose; asked for a short object, it closes it.
+    value = await guided(engine, "json-mode", 'Reply with this JSON object only: {"answer": "yes"}', None)
+    assert isinstance(value, dict) and value
+
+
+async def test_logprobs_give_each_token_its_logprob_and_the_k_best_alternatives(engine: VllmEngine) -> None:
+    text = chat(engine, "Name three colours.")
+    deltas = await collect(engine, "logprobs", text, SamplingOptions(max_tokens=12, temperature=0, logprobs=3))
+    entries = [entry for d in deltas for entry in d.logprobs]
+    assert all(len(d.logprobs) == d.token_count for d in deltas)
+    assert len(entries) == 12
+    assert "".join(e.token for e in entries) == joined(deltas)
+    for entry in entries:
+        assert len(entry.top) == 3
+        assert [lp for _, lp in entry.top] == sorted((lp for _, lp in entry.top), reverse=True)
+        assert entry.top[0] == (entry.token, entry.logprob)  # greedy: the sampled token is the most likely one
+        assert entry.logprob <= 0
+    bare = await collect(engine, "logprobs-0", text, SamplingOptions(max_tokens=4, temperature=0, logprobs=0))
+    assert [(e.token, e.logprob) for d in bare for e in d.logprobs] == [(e.token, e.logprob) for e in entries[:4]]
+    assert all(e.top == () for d in bare for e in d.logprobs)
+    plain = await collect(engine, "no-logprobs", text, SamplingOptions(max_tokens=4, temperature=0))
+    assert all(d.logprobs == () for d in plain)
+
+
+async def test_what_vllm_refuses_in_logprobs_or_schema_fails_before_streaming(engine: VllmEngine) -> None:
+    prompt = engine.tokenize(MODEL, chat(engine, "Hi"))
+    with pytest.raises(EngineRequestRejectedError, match="logprobs"):
+        engine.generate("too-many-logprobs", MODEL, prompt, SamplingOptions(max_tokens=4, logprobs=21))
+    unsupported = StructuredOutput({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}})
+    with pytest.raises(EngineRequestRejectedError, match=r"\$defs/missing"):
+        engine.generate("bad-schema", MODEL, prompt, SamplingOptions(max_tokens=4, structured=unsupported))
+    assert idle(engine.stats())
 
 
 async def test_abort_mid_stream_frees_the_engine(engine: VllmEngine) -> None:
