@@ -176,7 +176,8 @@ def _vllm(
         "--random-output-len", str(output_tokens),
         "--num-prompts", str(requests),
         "--ignore-eos",
-        # It asks for `max_completion_tokens`, which the reference server does not read.
+        # It asks for `max_completion_tokens`; the lengths are pinned under the older names too, for servers that
+        # read only those (the reference server did before issue 17).
         "--extra-body", json.dumps({"max_tokens": output_tokens, "min_tokens": output_tokens}),
         "--header", f"{TRACE_HEADER}=1",
         "--request-id-prefix", prefix,
@@ -266,7 +267,8 @@ def _guidellm(
                 "model": target.model,
                 "api_key": target.api_key,
                 "request_format": "/v1/chat/completions",
-                # It asks for `max_completion_tokens`, which the reference server does not read.
+                # It asks for `max_completion_tokens`; the lengths are pinned under the older names too, for
+                # servers that read only those (the reference server did before issue 17).
                 "extras": {
                     "headers": {TRACE_HEADER: "1"},
                     "body": {"max_tokens": output_tokens, "min_tokens": output_tokens},
