@@ -25,6 +25,7 @@ from harness import preflight, rundir, selector, validity
 from harness.arrivals import ARRIVALS, StepPlan, sweep
 from harness.client import ApiKey, Client, ClientConfig, Endpoint, request_body
 from harness.metrics import Slo
+from harness.outputs import OutputSpec
 from harness.progress import Progress
 from harness.prompts import Calibration, LengthDistribution, PromptItem, load_jsonl, load_sharegpt, shuffled, synthetic
 from harness.records import RecordWriter, RunFile, RunInfo, new_run_id
@@ -121,6 +122,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_header,
         metavar="'NAME: VALUE'",
         help="an extra header on every request (repeatable), e.g. 'x-fault: stall:500' for the simulator",
+    )
+    behaviour.add_argument(
+        "--response-format",
+        metavar="json|schema:FILE",
+        help="every request asks for JSON mode, or for output valid against the JSON Schema in FILE (answers checked)",
+    )
+    behaviour.add_argument(
+        "--tools", type=Path, metavar="FILE", help="a JSON array of OpenAI tools sent with every request"
+    )
+    behaviour.add_argument(
+        "--tool-choice", metavar="auto|required|none|NAME", help="with --tools (default: the server's, auto)"
     )
     behaviour.add_argument("--slo", type=Slo.parse, help="e.g. ttft_ms=500,itl_ms=100,e2e_ms=20000")
     behaviour.add_argument(
@@ -268,6 +280,13 @@ def _items(args: argparse.Namespace, calibration: Calibration) -> list[PromptIte
     return synthetic(args.num_prompts, args.input_tokens, args.output_tokens, seed=args.seed, calibration=calibration)
 
 
+def _output(args: argparse.Namespace) -> OutputSpec | None:
+    spec = OutputSpec.parse(args.response_format, args.tools, args.tool_choice)
+    if spec is not None and args.endpoint != "chat":
+        raise ValueError("--response-format and --tools need --endpoint chat")
+    return spec
+
+
 async def _first_model(base_url: str, key: ApiKey) -> str:
     headers = {"Authorization": f"Bearer {key.secret}"}
     async with aiohttp.ClientSession() as session, session.get(f"{base_url}/models", headers=headers) as resp:
@@ -279,6 +298,9 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
     plans = _plans(args)
     model = target.model or await _first_model(target.base_url.rstrip("/"), target.keys[0])
     family: ChatFamily | None = args.chat_template_family or family_for_model(model)
+    output = _output(args)
+    # A structured answer ends where its value does: lengths forced by ignore_eos/min_tokens would mean nothing.
+    exact_lengths = args.exact_lengths and output is None
     config = ClientConfig(
         base_url=target.base_url,
         model=model,
@@ -290,6 +312,7 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
         validate_chunks=args.validate_chunks,
         trace_timing=args.trace_timing,
         extra_headers=tuple(args.header),
+        output=output,
     )
     client = Client(config, target.keys, connections=_connections(plans), origin_ns=0, seed=args.seed)
     async with client:
@@ -298,7 +321,7 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
             calibration, warnings = await calibrate(client, family, args.seed)
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
-        prepared = prepare(client, _items(args, calibration), family, args.exact_lengths)
+        prepared = prepare(client, _items(args, calibration), family, exact_lengths)
         run_id = args.run_id or new_run_id()
         run_config = _run_config(args, plans, calibration, target)
         info = RunInfo.start(
@@ -335,12 +358,13 @@ def _run_config(
         "seed": args.seed,
         "on_429": args.on_429,
         "validate_chunks": args.validate_chunks,
+        "output": None if (spec := _output(args)) is None else spec.describe(),
         "prompts": {
             "source": source,
             "file": str(args.prompts or args.sharegpt or "") or None,
             "input_tokens": None if source != "synthetic" else str(args.input_tokens),
             "output_tokens": None if source == "sharegpt" else str(args.output_tokens),
-            "exact_lengths": args.exact_lengths,
+            "exact_lengths": args.exact_lengths and _output(args) is None,
             "calibration": {
                 "overhead_tokens": calibration.overhead_tokens,
                 "tokens_per_word": calibration.tokens_per_word,

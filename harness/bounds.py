@@ -23,7 +23,7 @@ run's own records. The model, per request (times on the client's monotonic clock
   a user taking its next request up to sending it. E2E from the schedule includes it; no other latency does.
 
 So a measured value m stands for a true value in [m − down, m + up], with
-- TTFT and E2E: down = send + reads (first chunk; [DONE]) + loop + granularity, up = 0;
+- TTFT, TTFO and E2E: down = send + reads (first chunk; first output chunk; [DONE]) + loop + granularity, up = 0;
 - an ITL gap, per token (gap / tokens): down = reads (this chunk) + loop + granularity, up = reads (the chunk
   before) + loop + granularity;
 - TPOT, (last − first) / (n − 1): down = (reads (last) + loop + g) / (n − 1), up = (reads (first) + loop + g) / (n − 1);
@@ -118,6 +118,7 @@ class Widths:
     send: Floats
     first: Floats  # reads: how early the first content chunk may have come
     last: Floats  # reads: the last content chunk
+    output: Floats  # reads: the first output chunk (after any reasoning)
     end: Floats  # reads: [DONE]
     loop: Floats  # the step's loop-lag estimate, for a request whose reads the loop timed; else 0
     lateness: Floats
@@ -125,7 +126,7 @@ class Widths:
     @classmethod
     def of(cls, records: Sequence[Record], estimates: Estimates, lateness_ms: Floats) -> Widths:
         n = len(records)
-        send, first, last, end = (np.zeros(n) for _ in range(4))
+        send, first, last, output, end = (np.zeros(n) for _ in range(5))
         for i, r in enumerate(records):
             if r.sent_ns is not None and r.written_ns is not None:
                 send[i] = max(0, r.written_ns - r.sent_ns) / _MS
@@ -134,10 +135,11 @@ class Widths:
             if r.chunk_ns:
                 first[i] = early.get(0, 0.0)
                 last[i] = early.get(len(r.chunk_ns) - 1, 0.0)
+                output[i] = early.get(r.reasoning_chunks, 0.0)
             if len(r.end_early_ns) == 2:
                 end[i] = early_ms(r.end_early_ns[0], r.end_early_ns[1], wake)
         loop = np.where([r.kernel_timed for r in records], 0.0, estimates.loop_ms) if n else np.zeros(0)
-        return cls(send, first, last, end, np.asarray(loop, dtype=np.float64), lateness_ms)
+        return cls(send, first, last, output, end, np.asarray(loop, dtype=np.float64), lateness_ms)
 
     def arrival(self, reads: Floats) -> dict[Cause, Floats]:
         """How early an arrival stamped with these read widths may have been, by cause."""
@@ -169,6 +171,11 @@ def _nothing(n: int) -> dict[Cause, Floats]:
 
 def ttft(value: Floats, w: Widths) -> Samples:
     return Samples(value, {"send": w.send, **w.arrival(w.first)}, _nothing(len(value)))
+
+
+def ttfo(value: Floats, w: Widths) -> Samples:
+    """Time to the first output token: as TTFT, to the first chunk after the reasoning."""
+    return Samples(value, {"send": w.send, **w.arrival(w.output)}, _nothing(len(value)))
 
 
 def e2e(value: Floats, w: Widths) -> Samples:

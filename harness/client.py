@@ -45,6 +45,7 @@ from multidict import CIMultiDict
 
 import schemas
 from harness import selector, stamped_socket
+from harness.outputs import OutputSpec
 from harness.records import Record
 from harness.release import Release
 from harness.sse import SSEError, SSEParser
@@ -80,6 +81,7 @@ class ClientConfig:
     read_bufsize: int = 1 << 20
     extra_body: Mapping[str, Any] | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()  # sent with every request, after (and over) the defaults
+    output: OutputSpec | None = None  # structured outputs or tools every request asks for, checked in each answer
 
 
 class _Parses:
@@ -421,6 +423,8 @@ def request_body(
         body["prompt"] = prompt or ""
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
+    if config.output is not None:
+        body.update(config.output.body())
     if config.extra_body:
         body.update(config.extra_body)
     if extra:
@@ -570,7 +574,7 @@ class Client:
 
     async def _stream(self, response: aiohttp.ClientResponse, timed: _TimedHandler | None, record: Record) -> None:
         parser = SSEParser()
-        state = StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat")
+        state = StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat", self.config.output)
 
         def feed(data: bytes, read: Read) -> None:
             events = parser.feed(data)

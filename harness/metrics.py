@@ -81,6 +81,10 @@ def _first_sent(records: Sequence[Record]) -> Floats:
     return _nullable(bounds.first_sent_ns(r) for r in records)
 
 
+def _first_output_ns(r: Record) -> int | None:
+    return r.chunk_ns[r.reasoning_chunks] if len(r.chunk_ns) > r.reasoning_chunks else None
+
+
 def request_frame(records: Sequence[Record]) -> pd.DataFrame:
     """One row per request with its derived per-request metrics (ms) and the columns the tables group by."""
     rows = len(records)
@@ -107,6 +111,9 @@ def request_frame(records: Sequence[Record]) -> pd.DataFrame:
             "error_kind": [r.error_kind or "" for r in records],
             "streamed": np.array([r.status == 200 for r in records], dtype=bool),
             "conformance_errors": np.array([r.conformance_error_count for r in records], dtype=np.int64),
+            "output_checked": np.array([r.output_error is not None for r in records], dtype=bool),
+            "output_error": np.array([bool(r.output_error) for r in records], dtype=bool),
+            "reasoning": np.array([r.reasoning_chunks > 0 for r in records], dtype=bool),
             "throttled": np.array([r.attempts > 1 for r in records], dtype=bool),
             "throttled_ms": np.array([r.throttled_ns / 1e6 for r in records], dtype=np.float64),
             "responses_429": np.array([_rejections(r) for r in records], dtype=np.int64),
@@ -114,6 +121,8 @@ def request_frame(records: Sequence[Record]) -> pd.DataFrame:
             "sent_ns": sent,
             "end_ns": end,
             "ttft_ms": (_nullable(r.first_token_ns for r in records) - sent) / 1e6,
+            # The first output token: the first token after a reasoning model's thinking (the first token otherwise).
+            "ttfo_ms": (_nullable(_first_output_ns(r) for r in records) - sent) / 1e6,
             "e2e_ms": (end - sent) / 1e6,
             "e2e_from_scheduled_ms": (end - np.array([r.scheduled_ns for r in records], dtype=np.float64)) / 1e6,
             # Scheduled -> first sent: the client's lateness, building the request included (an open loop builds it
@@ -194,8 +203,14 @@ def _latency(g: _Group) -> dict[str, Any]:
 
     ttft, e2e, e2e_s, tpot = column("ttft_ms"), column("e2e_ms"), column("e2e_from_scheduled_ms"), column("tpot_ms")
     itl = bounds.itl(records, est)
+    # TTFO only when it differs from TTFT: some request thought before it answered.
+    ttfo = {}
+    if ok["reasoning"].any():
+        first_output = column("ttfo_ms")
+        ttfo = {"ttfo": _bounded(distribution(first_output), bounds.ttfo(first_output, w))}
     return {
         "ttft": _bounded(distribution(ttft), bounds.ttft(ttft, w)),
+        **ttfo,
         "itl": _bounded(distribution(itl.value), itl),
         "tpot": _bounded(distribution(tpot), bounds.tpot(tpot, w, column("completion_tokens"))),
         "e2e": _bounded(distribution(e2e), bounds.e2e(e2e, w)),
@@ -248,6 +263,10 @@ def _table(g: _Group, slo: Slo | None) -> dict[str, Any]:
             "error": _round(failed / n) if n else None,
             "rate_limited": _round(rate_limited / n) if n else None,
             "conformance_error": _round(int((frame["conformance_errors"] > 0).sum()) / streamed) if streamed else None,
+            # Structured outputs and tool calls that broke what was asked, among the successful answers checked.
+            "output_error": _round(int(ok["output_error"].sum()) / checked)
+            if (checked := int(ok["output_checked"].sum()))
+            else None,
         },
         "first_error": _first_error(records),
         "throttled_s": _round(float(frame["throttled_ms"].sum()) / 1e3),

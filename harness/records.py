@@ -44,9 +44,11 @@ MAX_CONFORMANCE_ERRORS = 5  # kept per request; `conformance_error_count` has th
 class Record:
     """What happened to one request. Times are ns since the run's origin; None when the moment never came.
 
-    `chunk_ns` lists the arrival of every chunk that carried content and `chunk_tokens` how many tokens each
-    carried (one each unless `usage` says otherwise, see `apportion`). `attempts` counts sends including
-    retries after 429; `throttled_ns` is the time lost to those retries, from the first send to the last.
+    `chunk_ns` lists the arrival of every chunk that carried tokens — content, reasoning or tool-call arguments —
+    and `chunk_tokens` how many tokens each carried (one each unless `usage` says otherwise, see `apportion`);
+    the first `reasoning_chunks` of them were reasoning, so the first output token came in
+    `chunk_ns[reasoning_chunks]`. `attempts` counts sends including retries after 429; `throttled_ns` is the time
+    lost to those retries, from the first send to the last.
     `dispatched_ns` is when the client took the request up and began building it (in an open loop, ahead of its
     scheduled time); `sent_ns` is when its bytes were handed to the socket, where TTFT and E2E start (stamped just
     before the write), and `written_ns` when that write returned: the bytes left within [sent_ns, written_ns].
@@ -79,6 +81,7 @@ class Record:
     end_ns: int | None = None
     chunk_ns: list[int] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
+    reasoning_chunks: int = 0  # leading chunks of reasoning (a reasoning model's thinking) before the first output
     # Tuples, empty by default: most records have none, and an empty tuple is one shared object the garbage collector
     # never walks, where two empty lists per record made every collection of a long run slower.
     chunk_early_ns: Sequence[Sequence[int | None]] = ()
@@ -99,6 +102,8 @@ class Record:
     chunks_validated: int = 0
     conformance_error_count: int = 0
     conformance_errors: list[str] = field(default_factory=list)
+    # What the structured output or the tool calls broke of what was asked; "" when checked and fine, None unchecked.
+    output_error: str | None = None
 
     def fail(self, kind: ErrorKind, detail: str) -> None:
         """Keep the first failure: later ones are usually its consequences."""

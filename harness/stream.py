@@ -15,6 +15,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from harness.outputs import Call, OutputSpec
 from harness.records import Record, apportion
 from harness.sse import DONE
 
@@ -59,14 +60,38 @@ class StreamState:
     `ends_read` (the last event ended where the read did, so it arrived with the read's last segment, at the stamp).
     """
 
-    __slots__ = ("chars", "chat", "done", "loop_timed", "origin", "record", "usage", "validate")
+    __slots__ = (
+        "calls",
+        "chars",
+        "chat",
+        "content",
+        "done",
+        "loop_timed",
+        "origin",
+        "output",
+        "outputting",
+        "record",
+        "usage",
+        "validate",
+    )
 
-    def __init__(self, record: Record, origin: int, validate: Callable[[Any], Any] | None, chat: bool) -> None:
+    def __init__(
+        self,
+        record: Record,
+        origin: int,
+        validate: Callable[[Any], Any] | None,
+        chat: bool,
+        output: OutputSpec | None = None,
+    ) -> None:
         self.record = record
         self.origin = origin
         self.validate = validate
         self.chat = chat
+        self.output = output  # when set, the answer's text and tool calls are kept for its check at the end
         self.chars: list[int] = []
+        self.content: list[str] = []
+        self.calls: dict[int, Call] = {}
+        self.outputting = False  # a chunk of output (not reasoning) has come
         self.usage: dict[str, Any] | None = None
         self.done = False
         self.loop_timed: bool | None = None  # None until an event was timed
@@ -131,21 +156,64 @@ class StreamState:
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             return
         choice = choices[0]
+        size, thinking = 0, False  # characters of tokens in this chunk; whether they were reasoning
         if self.chat:
             delta = choice.get("delta")
             text = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(text, str) and text:
+                size = len(text)
+                if self.output is not None:
+                    self.content.append(text)
+            elif isinstance(delta, dict):
+                size, thinking = self._other(delta)
         else:
             text = choice.get("text")
-        if isinstance(text, str) and text:
+            if isinstance(text, str) and text:
+                size = len(text)
+                if self.output is not None:
+                    self.content.append(text)
+        if size:
             if record.first_token_ns is None:
                 record.first_token_ns = t
             if early:
                 record.chunk_early_ns = (*record.chunk_early_ns, (len(record.chunk_ns), early, woke))
             record.chunk_ns.append(t)
-            self.chars.append(len(text))
+            self.chars.append(size)
+            if not thinking:
+                self.outputting = True
+            elif not self.outputting:
+                record.reasoning_chunks += 1
         reason = choice.get("finish_reason")
         if isinstance(reason, str):
             record.finish_reason = reason
+
+    def _other(self, delta: dict[str, Any]) -> tuple[int, bool]:
+        """A chat delta without content: its size in characters, and whether it is reasoning (else tool calls)."""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")  # vLLM's older and newer names
+        if isinstance(reasoning, str) and reasoning:
+            return len(reasoning), True
+        calls = delta.get("tool_calls")
+        if not isinstance(calls, list) or not calls:
+            return 0, False
+        size = 0
+        for item in calls:
+            if not isinstance(item, dict):
+                continue
+            raw = item.get("function")
+            function: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            fragment = function.get("arguments")
+            if isinstance(fragment, str):
+                size += len(fragment)
+            if self.output is not None:
+                index = item.get("index")
+                call = self.calls.setdefault(index if isinstance(index, int) else len(self.calls), Call())
+                call.id = item.get("id") or call.id
+                call.type = item.get("type") or call.type
+                call.name += function.get("name") or ""
+                if isinstance(fragment, str):
+                    call.arguments.append(fragment)
+        # A call's first delta (id and name, no argument yet) is output too: count it as a token of one character.
+        return max(size, 1), False
 
     def finish(self, truncated: bool, now_ns: int) -> None:
         record = self.record
@@ -166,3 +234,7 @@ class StreamState:
         record.chunk_tokens = apportion(self.chars, record.completion_tokens)
         if record.error_kind is None and record.finish_reason is None:
             record.nonconformant("no chunk carried a finish_reason")
+        # An answer the output limit cut is not judged: guided decoding stops mid-value where the limit says.
+        if self.output is not None and record.error_kind is None and record.finish_reason != "length":
+            calls = [self.calls[i] for i in sorted(self.calls)]
+            record.output_error = self.output.check("".join(self.content), calls, record.finish_reason) or ""

@@ -79,22 +79,47 @@ _STEP_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
     ("goodput", lambda t: pct(t["goodput_fraction"])),
 ]
 STEP_NOTE = (
-    "Latencies in ms over successful measured requests, each ± how far the client itself may have moved it; E2E* is "
+    "Latencies in ms over successful measured requests, each ± how far the client itself may have moved it; TTFT "
+    "counts the first token of any kind, TTFO (when a model reasoned) the first token of the answer; E2E* is "
     "measured from the scheduled time (client queueing and 429 retries included); 429s counts every 429 response "
     "the measured requests met, a request that was still retrying when the window opened included (the limit "
     "section counts warm-up requests too)."
 )
 
 
+# Shown only when a step has them: TTFO differs from TTFT only for reasoning models, and answers are checked only
+# under --response-format or --tools.
+_REASONING_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
+    ("TTFO p50", lambda t: _bounded(t, "ttfo", "p50") if "ttfo" in t["latency_ms"] else "–"),
+    ("TTFO p99", lambda t: _bounded(t, "ttfo", "p99") if "ttfo" in t["latency_ms"] else "–"),
+]
+_OUTPUT_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
+    ("output errors", lambda t: pct(t["rates"].get("output_error"))),
+]
+
+
+def step_columns(summary: Summary) -> list[tuple[str, Callable[[Summary], str]]]:
+    """The per-step columns this summary has values for."""
+    tables = [*summary["steps"], summary["overall"]]
+    columns = list(_STEP_COLUMNS)
+    if any("ttfo" in t["latency_ms"] for t in tables):
+        at = next(i for i, (name, _) in enumerate(columns) if name == "TTFT p99") + 1
+        columns[at:at] = _REASONING_COLUMNS
+    if any(t["rates"].get("output_error") is not None for t in tables):
+        columns[-1:-1] = _OUTPUT_COLUMNS
+    return columns
+
+
 def steps_table(summary: Summary) -> Table:
     """One row per load step and one for the whole run."""
-    headers = ["step", *(name for name, _ in _STEP_COLUMNS), "verdict"]
+    columns = step_columns(summary)
+    headers = ["step", *(name for name, _ in columns), "verdict"]
     rows = []
     for step in summary["steps"]:
-        cells = [cell(step) for _, cell in _STEP_COLUMNS]
+        cells = [cell(step) for _, cell in columns]
         rows.append([step["label"], *cells, step.get("validity", {}).get("verdict", "–")])
     overall = summary["overall"]
-    rows.append(["all", *(cell(overall) for _, cell in _STEP_COLUMNS), summary["validity"]["verdict"]])
+    rows.append(["all", *(cell(overall) for _, cell in columns), summary["validity"]["verdict"]])
     return Table(headers, rows)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
-LATENCIES: tuple[str, ...] = ("ttft", "itl", "tpot", "e2e", "e2e_from_scheduled")
+LATENCIES: tuple[str, ...] = ("ttft", "ttfo", "itl", "tpot", "e2e", "e2e_from_scheduled")
 THROUGHPUTS: tuple[str, ...] = ("requests_per_s", "output_tokens_per_s")
 JUDGED: tuple[str, ...] = ("mean", "p50", "p90", "p95", "p99", "p99_9")
 _PERCENT = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
@@ -37,6 +37,7 @@ def is_extreme(stat: str, count: int) -> bool:
 
 _NAMES = {
     "ttft": "TTFT",
+    "ttfo": "TTFO",
     "itl": "ITL",
     "tpot": "TPOT",
     "e2e": "E2E",

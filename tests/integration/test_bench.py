@@ -115,3 +115,73 @@ def test_an_open_loop_ramp_in_completion_mode_over_two_keys_with_retries(
     # Built ahead, and written by the pacer no sooner than due.
     assert run.run.config["send_ahead_ms"] == 5.0
     assert all(r.sent_ns is not None and r.sent_ns >= r.scheduled_ns for r in run.requests)
+
+
+def test_a_reasoning_model_gets_a_time_to_first_output_after_its_first_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary, path = bench(
+        tmp_path, monkeypatch, "--concurrency", "2", "--requests", "12", "--sim-arg=--reasoning-tokens=4"
+    )
+    step = summary["steps"][0]
+    ttft, ttfo = step["latency_ms"]["ttft"], step["latency_ms"]["ttfo"]
+    assert ttfo["count"] == ttft["count"] == step["requests"]["ok"] > 0
+    # Four reasoning tokens 2 ms apart come before the answer's first.
+    assert ttfo["p50"] > ttft["p50"] + 4 and ttfo["min"] > ttft["min"]
+    assert set(ttfo["bounds"]) >= {"p50", "p99"}
+    ok = [r for r in read_run(path).requests if r.error_kind is None]
+    assert ok and all(r.reasoning_chunks == 4 and len(r.chunk_ns) == 12 for r in ok)
+    assert step["tokens"]["completion"]["min"] == 12
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+                "required": ["city", "days"],
+            },
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "fault", "expected"),
+    [
+        (["--response-format", "json"], None, 0.0),
+        (["--response-format", "json"], "json_trailing_text", 1.0),
+        (["--tools", "TOOLS", "--tool-choice", "required"], None, 0.0),
+        (["--tools", "TOOLS", "--tool-choice", "get_weather"], "tool_args_not_json", 1.0),
+    ],
+)
+def test_structured_outputs_and_tool_calls_are_checked_under_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], fault: str | None, expected: float
+) -> None:
+    tools = tmp_path / "tools.json"
+    tools.write_bytes(orjson.dumps(TOOLS))
+    argv = [str(tools) if o == "TOOLS" else o for o in options]
+    if fault is not None:
+        argv += ["--sim-arg=--enable-faults", "--header", f"x-fault: {fault}"]
+    summary, path = bench(
+        tmp_path,
+        monkeypatch,
+        "--concurrency",
+        "2",
+        "--requests",
+        "10",
+        "--output-tokens",
+        "200",
+        "--validate-chunks",
+        *argv,
+    )
+    step = summary["steps"][0]
+    assert step["requests"]["ok"] > 0 and step["rates"]["conformance_error"] == 0
+    assert step["rates"]["output_error"] == expected
+    ok = [r for r in read_run(path).requests if r.error_kind is None]
+    judged = [r for r in ok if r.finish_reason != "length"]
+    assert judged and all(r.output_error is not None and bool(r.output_error) == bool(expected) for r in judged)
+    assert all(r.chunk_ns and r.first_token_ns is not None for r in ok)  # tool-call fragments are timed tokens

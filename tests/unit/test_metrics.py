@@ -162,7 +162,7 @@ def test_counts_rates_and_throughput_over_the_window() -> None:
         "throttled": 0,
         "by_error": {"rate_limited": 1, "http_5xx": 1},
     }
-    assert step["rates"] == {"error": 0.25, "rate_limited": 0.25, "conformance_error": 0.5}
+    assert step["rates"] == {"error": 0.25, "rate_limited": 0.25, "conformance_error": 0.5, "output_error": None}
     assert step["throughput"]["requests_per_s"] == pytest.approx(2 / 0.3, abs=1e-5)
     assert step["throughput"]["output_tokens_per_s"] == pytest.approx(6 / 0.3, abs=1e-5)
     assert step["throughput"]["input_tokens_per_s"] == pytest.approx(30 / 0.3, abs=1e-5)

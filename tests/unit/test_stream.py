@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from harness.outputs import OutputSpec
 from harness.records import Record
 from harness.sse import SSEParser
 from harness.stream import StreamState, refused
@@ -68,3 +69,61 @@ def test_a_refused_request_without_an_envelope_keeps_the_start_of_its_body() -> 
         "502: <html>Bad Gateway</html>",
         None,
     )
+
+
+def chat_chunk(delta: dict[str, object], finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+    body: dict[str, object] = {"id": "c-1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def test_reasoning_chunks_are_tokens_and_the_first_output_comes_after_them() -> None:
+    record = Record()
+    state = StreamState(record, origin=0, validate=None, chat=True)
+    parser = SSEParser()
+    state.events(parser.feed(chat_chunk({"role": "assistant", "content": ""})), 5)
+    state.events(parser.feed(chat_chunk({"reasoning_content": "Let me"})), 10)
+    state.events(parser.feed(chat_chunk({"reasoning": " think"})), 20)  # vLLM's newer name
+    state.events(parser.feed(chat_chunk({"content": "Yes"})), 30)
+    state.events(parser.feed(chat_chunk({"reasoning_content": " again"})), 40)  # after the answer began: not leading
+    done = chat_chunk({"content": "."}, "stop", {"prompt_tokens": 3, "completion_tokens": 5}) + b"data: [DONE]\n\n"
+    state.events(parser.feed(done), 50)
+    state.finish(parser.close(), 60)
+    assert (record.first_token_ns, record.chunk_ns, record.reasoning_chunks) == (10, [10, 20, 30, 40, 50], 2)
+    assert record.error_kind is None and record.output_error is None  # nothing was asked of the output
+
+
+def test_tool_call_fragments_are_output_and_are_checked_once_reassembled() -> None:
+    spec = OutputSpec(
+        tools=({"type": "function", "function": {"name": "f"}},),
+        tool_choice="required",
+        _parameter_checks={"f": lambda value: value},
+    )
+    record = Record()
+    state = StreamState(record, origin=0, validate=None, chat=True, output=spec)
+    parser = SSEParser()
+    start = {
+        "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]
+    }
+    state.events(parser.feed(chat_chunk(start)), 10)
+    state.events(parser.feed(chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a": '}}]})), 20)
+    state.events(parser.feed(chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})), 30)
+    end = chat_chunk({}, "tool_calls", {"prompt_tokens": 3, "completion_tokens": 4}) + b"data: [DONE]\n\n"
+    state.events(parser.feed(end), 40)
+    state.finish(parser.close(), 50)
+    assert (record.first_token_ns, record.chunk_ns, record.reasoning_chunks) == (10, [10, 20, 30], 0)
+    assert record.output_error == ""  # checked, and fine
+
+
+def test_a_broken_json_answer_is_an_output_error() -> None:
+    spec = OutputSpec(response_format={"type": "json_object"})
+    record = Record()
+    state = StreamState(record, origin=0, validate=None, chat=True, output=spec)
+    parser = SSEParser()
+    state.events(parser.feed(chat_chunk({"content": '{"a": 1}'})), 10)
+    end = chat_chunk({"content": " ok"}, "stop", {"prompt_tokens": 3, "completion_tokens": 4}) + b"data: [DONE]\n\n"
+    state.events(parser.feed(end), 20)
+    state.finish(parser.close(), 30)
+    assert record.error_kind is None and record.output_error is not None
+    assert record.output_error.startswith("the content is not JSON")
