@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     import pytest
 
     from harness.conformance import plugin
-    from harness.conformance.result import validation_errors
+    from harness.conformance.result import features_line, validation_errors
 
     base_url = args.base_url or os.environ.get("ANYSCALE_BASE_URL")
     if base_url and args.preflight:
@@ -134,10 +134,13 @@ def run(args: argparse.Namespace) -> int:
     if not result_path.exists():
         print(f"harness check: no result was written (pytest exit code {int(code)})", file=sys.stderr)
         return int(code) or 2
-    problems = validation_errors(json.loads(result_path.read_text(encoding="utf-8")))
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    problems = validation_errors(result)
     if problems:
         print(f"harness check: {result_path} does not match its schema: {problems[:3]}", file=sys.stderr)
         return 2
+    if line := features_line(result):
+        print(line)
     print(f"conformance result: {result_path} (JUnit: {output_dir / JUNIT_FILE})")
     return 0 if code == pytest.ExitCode.OK else 1
 

@@ -188,6 +188,13 @@ def _conformance(part: RunPart) -> str:
         [g, *(str(c.get(k, 0)) for k in ("passed", "failed", "error", "skipped"))] for g, c in sorted(groups.items())
     ]
     out += table(Table(["group", "passed", "failed", "error", "skipped"], rows))
+    features = part.conformance.get("features") or {}
+    if features:
+        statuses = "".join(
+            f"<tr><td>{escape(name)}</td><td>{badge(str(f['status']), f['status'] != 'failed')}</td></tr>"
+            for name, f in features.items()
+        )
+        out += f"<p><b>Chat-surface features</b></p><table><tr><th>feature</th><th>status</th></tr>{statuses}</table>"
     checks = "".join(
         f"<tr><td>{escape(c['nodeid'])}</td><td>{badge(c['outcome'], c['outcome'] == 'passed')}</td></tr>"
         for c in part.conformance.get("checks", [])

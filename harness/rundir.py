@@ -172,6 +172,7 @@ def _conformance(rd: RunDir) -> dict[str, Any] | None:
         "path": str(CONFORMANCE_RESULT),
         "summary": dict(result["summary"]),
         "failures": failures,
+        "features": {name: found["status"] for name, found in (result.get("features") or {}).items()},
     }
 
 

@@ -71,6 +71,7 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
             fault.check_request(kind, body)
             body = fault.request_body(kind, body)
         req = state.parser.parse(kind, body)
+        fault = fault.for_request(req.n) if fault is not None else None
         streamed = req.stream
         prompt = _prompt(state, req, fault)
         sampling = _sampling(state, req, prompt, fault)
@@ -159,15 +160,14 @@ def _sampling(state: ServerState, req: CompletionRequest, prompt: Prompt, fault:
                 param=param,
                 code="context_length_exceeded",
             )
-    kind = fault.fault if fault is not None else None
     structured = tools.guided(req.tool_choice, req.tools) or req.structured
     if fault is not None and req.response_format == "json_schema":
         structured = fault.structured(structured)
     return SamplingOptions(
-        max_tokens=max_tokens + 1 if kind is Fault.IGNORE_MAX_TOKENS else max_tokens,
+        max_tokens=max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
-        stop=() if kind is Fault.IGNORE_STOP else req.stop,
+        stop=req.stop,
         seed=req.seed,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
@@ -351,7 +351,7 @@ class _Run:
         async def send(choice: Choice, delta: Delta) -> None:
             """A delta off the template path: its chunks, usage on the response's last finish reason."""
             nonlocal unfinished
-            if kind is Fault.TEXT_DRIFT and tokens == 1:
+            if kind is Fault.TEXT_DRIFT and tokens == 1 and self.req.tool_choice.mode == "none":
                 delta = dataclasses.replace(delta, text=delta.text + "~")
             parts = choice.add(delta)
             if delta.finish_reason is not None:
@@ -366,7 +366,7 @@ class _Run:
         first_token_s: float | None = None
         template = fault is None and self.req.plain  # the fast path: a pre-serialised event per token
         try:
-            if self.req.kind == "chat" and kind is not Fault.MISSING_ROLE:
+            if self.req.kind == "chat" and (kind is not Fault.MISSING_ROLE or self.req.n > 1):
                 for choice in choices:
                     await emit(chunks.role_chunk(choice.index), False)
             if self.req.n == 1:

@@ -37,7 +37,7 @@ class Fault(StrEnum):
     CHANGING_ID = "changing_id"  # the id changes after the first chunk
     WRONG_OBJECT = "wrong_object"  # `object` is not what the profile says
     DOUBLE_FINISH = "double_finish"  # two chunks carry a finish_reason
-    MISSING_ROLE = "missing_role"  # the chat stream has no role delta
+    MISSING_ROLE = "missing_role"  # the chat stream has no role delta (n = 1)
     DOUBLE_DONE = "double_done"  # `data: [DONE]` is sent twice
     NO_BLANK_LINE = "no_blank_line"  # events are separated by one newline instead of a blank line
     WRONG_CONTENT_TYPE = "wrong_content_type"  # the stream is sent as application/json
@@ -45,22 +45,22 @@ class Fault(StrEnum):
     WRONG_MODEL = "wrong_model"  # `model` does not echo the request
     BAD_ID = "bad_id"  # the id does not have the profile's format
     OLD_CREATED = "old_created"  # `created` is a day in the past
-    TEXT_DRIFT = "text_drift"  # the streamed text differs from the non-streamed text
-    IGNORE_STOP = "ignore_stop"  # stop strings are not honoured
-    IGNORE_MAX_TOKENS = "ignore_max_tokens"  # one token more than max_tokens
+    TEXT_DRIFT = "text_drift"  # the streamed text differs from the non-streamed text (requests without tools)
+    IGNORE_STOP = "ignore_stop"  # a lone stop string (a string or a list of one) is not honoured
+    IGNORE_MAX_TOKENS = "ignore_max_tokens"  # one token more than `max_tokens` (`max_completion_tokens` holds)
     TEMPLATE_COMPLETION = "template_completion"  # a completion prompt gets a second BOS
     WRONG_FINISH = "wrong_finish"  # finish_reason is a value outside stop/length
     NOT_ENVELOPE = "not_envelope"  # errors are answered as plain text
     # One per conformance check that no fault above breaks alone (see harness/conformance).
     UNLISTED_MODEL = "unlisted_model"  # /v1/models lists no model
     WRONG_MODEL_CARD = "wrong_model_card"  # /v1/models/{id} describes another model
-    NO_CHOICE_INDEX = "no_choice_index"  # non-streamed choices lack `index`
-    NO_CHUNK_INDEX = "no_chunk_index"  # streamed choices lack `index`
+    NO_CHOICE_INDEX = "no_choice_index"  # a non-streamed lone choice (n = 1) lacks `index`
+    NO_CHUNK_INDEX = "no_chunk_index"  # a streamed lone choice (n = 1) lacks `index`
     REPEATED_ID = "repeated_id"  # every response has the same (well-formed) id
-    LENGTH_ON_EOS = "length_on_eos"  # a natural end (EOS, no stop string asked for) is reported as `length`
+    LENGTH_ON_EOS = "length_on_eos"  # a natural end (EOS, no stop string, no tools) is reported as `length`
     STRICT_ARGS = "strict_args"  # arguments outside the request schema are refused with 400
     CHANGING_CREATED = "changing_created"  # `created` changes after the first chunk
-    EXTRA_FINISH = "extra_finish"  # an empty chunk with a finish_reason comes before the real last one
+    EXTRA_FINISH = "extra_finish"  # an empty chunk with a finish_reason comes before the real last one (n = 1)
     STREAM_NO_USAGE = "stream_no_usage"  # streams carry no usage (non-streamed responses still do)
     ZERO_ERROR = "zero_error"  # every chunk carries a zero-valued `error` object, as Go structs do
     BOS_IF_MISSING = "bos_if_missing"  # a completion prompt without the BOS gets one
@@ -91,8 +91,15 @@ class Fault(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FaultPlan:
+    """One request's fault. Each breaks one promise precisely: faults about a lone choice leave requests for
+    several choices alone, so that the check of `n` fails only by its own fault (`same_choice_index`)."""
+
     fault: Fault
     arg: int
+    choices: int = 1  # the request's n, once it is parsed (`for_request`)
+
+    def for_request(self, n: int) -> FaultPlan:
+        return dataclasses.replace(self, choices=n)
 
     def before_response(self) -> None:
         if self.fault is Fault.ERROR_500:
@@ -158,6 +165,11 @@ class FaultPlan:
             return raw
         if f is Fault.IGNORE_MAX_COMPLETION_TOKENS:
             data.pop("max_completion_tokens", None)
+        elif f is Fault.IGNORE_MAX_TOKENS and isinstance(data.get("max_tokens"), int) and data["max_tokens"] >= 1:
+            if kind == "completion" or data.get("max_completion_tokens") is None:
+                data["max_tokens"] += 1
+        elif f is Fault.IGNORE_STOP and (isinstance(data.get("stop"), str) or len(data.get("stop") or ()) == 1):
+            data.pop("stop")
         elif f is Fault.FIRST_STOP_ONLY and isinstance(data.get("stop"), list):
             data["stop"] = data["stop"][:1]
         elif f is Fault.SEED_IGNORED:
@@ -181,7 +193,8 @@ class FaultPlan:
     def delta(self, delta: Delta, req: Any) -> Delta:
         """An engine delta of request `req` (a `protocol.CompletionRequest`), changed as the fault says."""
         f = self.fault
-        if f is Fault.LENGTH_ON_EOS and delta.finish_reason == "stop" and not req.stop:
+        natural_end = delta.finish_reason == "stop" and not req.stop and req.tool_choice.mode == "none"
+        if f is Fault.LENGTH_ON_EOS and natural_end:
             return dataclasses.replace(delta, finish_reason="length")
         if delta.finish_reason is None:
             return delta
@@ -216,7 +229,8 @@ class FaultPlan:
     def body(self, body: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed response body, broken as the fault says."""
         body = copy.deepcopy(body)
-        _break_shape(self.fault, body)
+        if self.fault is not Fault.NO_CHOICE_INDEX or self.choices == 1:
+            _break_shape(self.fault, body)
         _break_choices(self.fault, body)
         if self.fault is Fault.MISSING_USAGE:
             body.pop("usage", None)
@@ -239,7 +253,7 @@ class FaultPlan:
             for choice in chunk["choices"]:
                 if choice.get("finish_reason") is not None:
                     choice["finish_reason"] = "eos"
-        if f is Fault.NO_CHUNK_INDEX:
+        if f is Fault.NO_CHUNK_INDEX and self.choices == 1:
             chunk = copy.deepcopy(chunk)
             _break_shape(Fault.NO_CHOICE_INDEX, chunk)
         if f is Fault.CHANGING_CREATED and index >= 1:
@@ -255,16 +269,21 @@ class FaultPlan:
             _break_choices(f, chunk)
         event = sse(chunk)
         if f is Fault.TOOL_STREAM_DRIFT and _is_fragment(chunk):
-            return [event, event]
+            # The fragments twice, and nothing else twice: the copy carries no finish_reason and no usage.
+            again = copy.deepcopy({k: v for k, v in chunk.items() if k != "usage"})
+            for choice in again["choices"]:
+                choice["finish_reason"] = None
+            return [sse(again), event]
         if f is Fault.NO_BLANK_LINE:
             event = event[:-1]
         finishing = any(c.get("finish_reason") for c in chunk["choices"])
         if f is Fault.DOUBLE_FINISH and finishing:
             return [event, event]
-        if f is Fault.EXTRA_FINISH and finishing:
+        if f is Fault.EXTRA_FINISH and finishing and self.choices == 1:
             empty = copy.deepcopy({k: v for k, v in chunk.items() if k != "usage"})
             for choice in empty["choices"]:
                 choice.update({"delta": {"content": ""}} if "delta" in choice else {"text": ""})
+                choice.pop("logprobs", None)
             return [sse(empty), event]
         return [event]
 
@@ -303,6 +322,8 @@ def _break_shape(fault: Fault, body: dict[str, Any]) -> None:
 
 _REQUEST_FAULTS = frozenset(
     {
+        Fault.IGNORE_MAX_TOKENS,
+        Fault.IGNORE_STOP,
         Fault.IGNORE_MAX_COMPLETION_TOKENS,
         Fault.FIRST_STOP_ONLY,
         Fault.SEED_IGNORED,

@@ -29,7 +29,11 @@ MARKERS: Mapping[str, str] = {
     "auth": "API-key authentication",
     "prompt_format": "chat templates and verbatim completion prompts",
     "limits": "the per-key concurrency limit",
+    "output": "the chat output limit's name, stop lists, n, logprobs, seeds",
+    "structured": "JSON mode and JSON schema outputs",
+    "tools": "function calling: tool_choice named, required and none; call ids; streamed calls",
 }
+FEATURE_MARKER = "feature"
 # Enough for a natural end of the suite's short question on any instruct model.
 MAX_TOKENS = 512
 # How far `created` may be from the client's clock.

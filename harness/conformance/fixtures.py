@@ -14,6 +14,7 @@ import pytest
 from harness.conformance.contract import KINDS, PATHS, Contract, Kind, Settings
 from harness.conformance.endpoint import Api, Reply
 from harness.conformance.events import StreamReply
+from harness.conformance.features import Features
 from harness.target import Target
 
 if TYPE_CHECKING:
@@ -99,6 +100,11 @@ def api(settings: Settings) -> Iterator[Api]:
 @pytest.fixture(scope="session")
 def exchanges(api: Api, contract: Contract) -> Exchanges:
     return Exchanges(api, contract)
+
+
+@pytest.fixture(scope="session")
+def features(api: Api, contract: Contract) -> Features:
+    return Features(api, contract)
 
 
 @pytest.fixture(scope="session")

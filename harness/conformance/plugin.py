@@ -13,8 +13,19 @@ from pathlib import Path
 import pytest
 
 from harness.conformance import fixtures
-from harness.conformance.contract import MARKERS, Settings, parse_header
-from harness.conformance.fixtures import api, contract, exchanges, kind, reply, sdk, settings, streamed, target
+from harness.conformance.contract import FEATURE_MARKER, MARKERS, Settings, parse_header
+from harness.conformance.fixtures import (
+    api,
+    contract,
+    exchanges,
+    features,
+    kind,
+    reply,
+    sdk,
+    settings,
+    streamed,
+    target,
+)
 from harness.conformance.result import ResultCollector, write
 from harness.target import DEFAULT_MODEL, Target, launch_reference_server
 
@@ -22,6 +33,7 @@ __all__ = [
     "api",
     "contract",
     "exchanges",
+    "features",
     "kind",
     "pytest_addoption",
     "pytest_collection_modifyitems",
@@ -73,6 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    config.addinivalue_line("markers", f"{FEATURE_MARKER}(name): the check belongs to the chat-surface feature name")
     collector = ResultCollector()
     config.stash[_COLLECTOR] = collector
     config.pluginmanager.register(collector, "conformance-result")

@@ -13,10 +13,12 @@ import pytest
 from jsonschema import Draft7Validator
 
 import schemas
-from harness.conformance.contract import MARKERS, Settings
+from harness.conformance.contract import FEATURE_MARKER, MARKERS, Settings
+from harness.conformance.features import FEATURES, NOT_OFFERED
 
 SCHEMA = "conformance_result.json"
 Outcome = Literal["passed", "failed", "error", "skipped"]
+FeatureStatus = Literal["offered", "not offered", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class CheckInfo:
     check: str  # the check's function name
     case: str | None  # its parameters, e.g. "chat"
     group: str | None  # its marker
+    feature: str | None  # the chat-surface feature it checks (`@pytest.mark.feature`)
     module: str
 
 
@@ -32,7 +35,10 @@ def _info(item: pytest.Item) -> CheckInfo:
     module = function.__module__.rsplit(".", 1)[-1] if function is not None else item.nodeid.split("::", 1)[0]
     callspec = getattr(item, "callspec", None)
     group = next((m.name for m in item.iter_markers() if m.name in MARKERS), None)
-    return CheckInfo(getattr(item, "originalname", item.name), callspec.id if callspec else None, group, module)
+    marker = item.get_closest_marker(FEATURE_MARKER)
+    feature = str(marker.args[0]) if marker is not None and marker.args else None
+    name = getattr(item, "originalname", item.name)
+    return CheckInfo(name, callspec.id if callspec else None, group, feature, module)
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -67,7 +73,8 @@ class ResultCollector:
             outcome, message = ("failed" if report.when == "call" else "error"), _message(report)
         elif report.skipped and previous == "passed":
             outcome = "skipped"
-            message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else _message(report)
+            reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else _message(report)
+            message = reason.removeprefix("Skipped: ")
         self.outcomes[report.nodeid] = (outcome, duration, message)
 
     def result(self, settings: Settings | None, run_id: str | None) -> dict[str, Any]:
@@ -79,6 +86,7 @@ class ResultCollector:
                     "check": info.check,
                     "case": info.case,
                     "group": info.group,
+                    "feature": info.feature,
                     "module": info.module,
                     "nodeid": nodeid,
                     "outcome": outcome,
@@ -109,7 +117,37 @@ class ResultCollector:
             "summary": {"total": len(checks), **counts, "not_run": len(self.not_run)},
             "checks": checks,
             "not_run": self.not_run,
+            "features": features(checks),
         }
+
+
+def features(checks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each feature whose checks ran: failed if one of them failed, else not offered if its probe was refused,
+    else offered; with the checks behind the status and the first message that explains it."""
+    found: dict[str, dict[str, Any]] = {}
+    for feature in FEATURES:
+        mine = [c for c in checks if c["feature"] == feature.name]
+        if not mine:
+            continue
+        failed = [c for c in mine if c["outcome"] in ("failed", "error")]
+        refused = [c for c in mine if c["outcome"] == "skipped" and (c["message"] or "").startswith(NOT_OFFERED)]
+        status: FeatureStatus = "failed" if failed else "not offered" if refused else "offered"
+        behind = failed or refused
+        found[feature.name] = {
+            "status": status,
+            "checks": sorted({c["check"] for c in behind or mine}),
+            "message": behind[0]["message"] if behind else None,
+        }
+    return found
+
+
+def features_line(result: dict[str, Any]) -> str | None:
+    """One line for the terminal: the features by status, or None when no feature check ran."""
+    by_status: dict[str, list[str]] = {}
+    for name, found in result["features"].items():
+        by_status.setdefault(found["status"], []).append(name)
+    parts = [f"{status}: {', '.join(names)}" for status, names in sorted(by_status.items()) if names]
+    return "features — " + "; ".join(parts) if parts else None
 
 
 def validation_errors(result: object) -> list[str]:

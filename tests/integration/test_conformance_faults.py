@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance import CHECKS_DIR
+from harness.conformance import CHECKS_DIR, matrix
+from harness.conformance.features import FEATURES
 from harness.conformance.result import validation_errors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,10 +60,38 @@ UNIQUE: dict[str, str] = {
     "test_limit_disconnect_frees_slot": "leak_abandoned",
     "test_limit_is_per_key": "shared_limit",
     "test_limit_rejections_take_no_slot": "reject_leak:40",  # from the 40th refusal in a row (the storm is 60)
+    "test_max_completion_tokens": "ignore_max_completion_tokens",
+    "test_stop_list": "first_stop_only",
+    "test_n_choices": "same_choice_index",
+    "test_logprobs": "short_top_logprobs",
+    "test_seed_reproducible": "seed_ignored",
+    "test_json_mode": "json_trailing_text",
+    "test_json_schema": "schema_violation",
+    "test_tool_call_named": "tool_args_not_json",
+    "test_tool_call_ids": "repeated_tool_id",
+    "test_tool_stream": "tool_stream_drift",
+    "test_tool_finish_reason": "tool_finish_stop",
+    "test_tool_choice_none": "tools_despite_none",
 }
 LIMITS = frozenset(c for c in UNIQUE if c.startswith("test_limit_"))
 PROFILE_SHAPES = frozenset({"test_response_schema", "test_response_id", "test_chunk_schema", "test_stream_usage"})
 ERRORS = frozenset({"test_missing_key", "test_wrong_key", "test_unknown_model", "test_invalid_request"})
+# The checks of the optional features (n, logprobs, JSON mode and schema, tools): skipped as "not offered" by a
+# server that refuses them all with a 400 in the envelope.
+OPTIONAL = frozenset(
+    {
+        "test_n_choices",
+        "test_logprobs",
+        "test_json_mode",
+        "test_json_schema",
+        "test_tool_call_named",
+        "test_tool_call_ids",
+        "test_tool_stream",
+        "test_tool_finish_reason",
+        "test_tool_choice_none",
+    }
+)
+SIM_COLUMN = "reference server, simulator"
 
 
 @dataclass(frozen=True)
@@ -70,6 +99,7 @@ class Scenario:
     name: str
     breaks: frozenset[str]  # exactly the checks that must fail
     fault: str | None = None
+    not_offered: frozenset[str] = frozenset()  # exactly the checks that must be skipped as not offered
     server_profile: str = "anyscale"
     suite_profile: str = "anyscale"
     server_limit: int = 30
@@ -93,6 +123,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         ERRORS | {"test_limit_rejects_beyond_n", "test_sdk_parses"},
         fault="not_envelope",
     ),
+    # Features refused in the envelope: reported not offered, not failed.
+    Scenario("fault_reject_features", frozenset(), fault="reject_features", not_offered=OPTIONAL),
     # Nothing wrong: the suite passes, under both profiles, with the server it starts itself or with faults enabled.
     Scenario("pass_anyscale_launched", frozenset(), launch=True),
     Scenario("pass_openai_launched", frozenset(), suite_profile="openai", launch=True),
@@ -122,7 +154,10 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     selected = _selected(request.session)
     root = tmp_path_factory.mktemp("conformance-runs")
     chosen = [s for s in SCENARIOS if s.name in selected]
-    specs = [{**asdict(s), "breaks": sorted(s.breaks), "out": str(root / s.name)} for s in chosen]
+    specs = [
+        {**asdict(s), "breaks": sorted(s.breaks), "not_offered": sorted(s.not_offered), "out": str(root / s.name)}
+        for s in chosen
+    ]
     workers = []
     for n in range(min(WORKERS, len(specs))):
         spec_file = root / f"worker-{n}.json"
@@ -151,9 +186,19 @@ def test_scenario_fails_exactly_its_checks(runs: Path, scenario: Scenario) -> No
     assert (out / "result.json").exists(), f"the scenario did not run:\n{_log_tail(runs)}"
     result = json.loads((out / "result.json").read_text(encoding="utf-8"))
     assert validation_errors(result) == []
-    failing = {c["check"] for c in result["checks"] if c["outcome"] != "passed"}
+    failing = {c["check"] for c in result["checks"] if c["outcome"] in ("failed", "error")}
     details = [f"{c['check']}[{c['case']}]: {c['message']}" for c in result["checks"] if c["outcome"] != "passed"]
     assert failing == scenario.breaks, f"expected to fail: {sorted(scenario.breaks)}; failures: {details}"
+    skipped = [c for c in result["checks"] if c["outcome"] == "skipped"]
+    assert {c["check"] for c in skipped} == scenario.not_offered, details
+    assert all(c["message"].startswith("not offered: ") for c in skipped), details
+    statuses = {name: found["status"] for name, found in result["features"].items()}
+    assert len(statuses) == len(FEATURES)
+    for feature, status in statuses.items():
+        checks = {c["check"] for c in result["checks"] if c["feature"] == feature}
+        refused = checks & scenario.not_offered
+        expected = "failed" if checks & scenario.breaks else "not offered" if refused else "offered"
+        assert status == expected, f"{feature}: {status}, expected {expected}"
     assert result["passed"] is (not scenario.breaks)
     assert (out / "exit_code").read_text(encoding="utf-8") == ("1" if scenario.breaks else "0")
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
@@ -161,6 +206,16 @@ def test_scenario_fails_exactly_its_checks(runs: Path, scenario: Scenario) -> No
     summary = result["summary"]
     assert int(suite.get("tests", "-1")) == summary["total"] == len(result["checks"]) > 0
     assert int(suite.get("failures", "-1")) + int(suite.get("errors", "-1")) == summary["failed"] + summary["error"]
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.name == "pass_anyscale_launched"], ids=lambda s: s.name)
+def test_the_readme_matrix_shows_what_the_suite_reported_on_the_simulator(runs: Path, scenario: Scenario) -> None:
+    result = json.loads((runs / scenario.name / "result.json").read_text(encoding="utf-8"))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert matrix.readme_column(readme, SIM_COLUMN) == matrix.column(result), (
+        f"regenerate it: harness check --output-dir out && "
+        f"python -m harness.conformance.matrix --readme README.md '{SIM_COLUMN}=out/result.json'"
+    )
 
 
 def test_every_check_has_a_fault_that_breaks_it_alone() -> None:

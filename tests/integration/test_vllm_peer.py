@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.conformance import matrix
 from harness.target import launch_vllm_openai_server, new_key
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
 
 pytestmark = pytest.mark.vllm
+PEER_COLUMN = "vLLM's own server"
 
 EXPECTED_FAILURES = {
     "test_missing_key",  # 401 body {"error": "Unauthorized"}: not the envelope
@@ -79,6 +81,11 @@ def test_the_suite_finds_exactly_vllms_known_departures_from_the_contract(
     passed = {c["check"] for c in result["checks"] if c["outcome"] == "passed"}
     assert done.returncode == 1
     assert failed == EXPECTED_FAILURES, done.stdout[-3000:]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert matrix.readme_column(readme, PEER_COLUMN) == matrix.column(result), (
+        f"regenerate the README's column: python -m harness.conformance.matrix --readme README.md "
+        f"'{PEER_COLUMN}={tmp_path / 'result.json'}'"
+    )
     assert {
         "test_stream_framing",
         "test_chunk_schema",

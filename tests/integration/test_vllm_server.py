@@ -19,12 +19,14 @@ import aiohttp
 import pytest
 
 import schemas
+from harness.conformance import matrix
 from harness.target import LaunchedServer, launch_reference_server
 from tests.integration.held_up import request_while_stopped
 
 pytestmark = pytest.mark.vllm
 
 ENGINE_ARGS = ["--max-model-len", "2048", "--enforce-eager"]
+VLLM_COLUMN = "reference server, vLLM engine"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,13 @@ def test_the_conformance_suite_passes_on_the_vllm_engine(vllm_server: LaunchedSe
     result = json.loads((tmp_path / "result.json").read_text())
     failed = [c for c in result["checks"] if c["outcome"] != "passed"]
     assert done.returncode == 0 and not failed, done.stdout[-4000:] + done.stderr[-2000:]
-    assert len(result["checks"]) >= 60
+    assert len(result["checks"]) >= 80
+    assert {f["status"] for f in result["features"].values()} == {"offered"}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert matrix.readme_column(readme, VLLM_COLUMN) == matrix.column(result), (
+        f"regenerate the README's column: python -m harness.conformance.matrix --readme README.md "
+        f"'{VLLM_COLUMN}={tmp_path / 'result.json'}'"
+    )
 
 
 async def test_a_disconnect_storm_leaves_vllm_with_nothing_running_or_waiting(vllm_server: LaunchedServer) -> None:

@@ -128,6 +128,7 @@ def conformance_result(failed: int = 1) -> dict[str, Any]:
             "check": f"test_check_{i}",
             "case": None,
             "group": "limits",
+            "feature": None,
             "module": "test_limits",
             "nodeid": f"test_limits.py::test_check_{i}",
             "outcome": "failed" if i < failed else "passed",
@@ -147,6 +148,7 @@ def conformance_result(failed: int = 1) -> dict[str, Any]:
         "summary": summary,
         "checks": checks,
         "not_run": [],
+        "features": {},
     }
 
 
