@@ -28,6 +28,9 @@ JSON_QUESTION = "Reply with a JSON object that has a key 'answer' whose value is
 # Short outputs keep the feature checks cheap on slow engines; long enough for a stop list and logprobs.
 SHORT_TOKENS = 8
 
+# The tools are `strict`, as OpenAI's function calling asks for calls that must match their parameters: without it,
+# neither OpenAI nor vLLM (its default --tool-strict-level) promises schema-valid arguments, and the checks below
+# demand them.
 WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -37,7 +40,9 @@ WEATHER: dict[str, Any] = {
             "type": "object",
             "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
             "required": ["city", "days"],
+            "additionalProperties": False,
         },
+        "strict": True,
     },
 }
 TIME: dict[str, Any] = {
@@ -45,7 +50,13 @@ TIME: dict[str, Any] = {
     "function": {
         "name": "get_time",
         "description": "The time now in a time zone.",
-        "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"enum": ["UTC", "CET"]}},
+            "required": ["zone"],
+            "additionalProperties": False,
+        },
+        "strict": True,
     },
 }
 TOOLS: Mapping[str, dict[str, Any]] = {"get_weather": WEATHER, "get_time": TIME}
@@ -78,7 +89,9 @@ def json_schema(contract: Contract, **extra: Any) -> dict[str, Any]:
 
 
 def choices(contract: Contract, **extra: Any) -> dict[str, Any]:
-    return contract.body("chat", COUNTING, n=2, max_tokens=SHORT_TOKENS, **extra)
+    """n = 2 while sampling: several choices of one greedy decoding are the same text, and vLLM refuses n > 1 at
+    temperature 0 ("n must be 1 when using greedy sampling"), which would read as n not offered at all."""
+    return contract.body("chat", COUNTING, n=2, max_tokens=SHORT_TOKENS, temperature=1, seed=7, **extra)
 
 
 def chat_logprobs(contract: Contract, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 
 from harness.conformance.contract import MAX_TOKENS, PATHS, Contract, Kind
 from harness.conformance.endpoint import Api
-from harness.conformance.features import COUNTING, SHORT_TOKENS, Features
+from harness.conformance.features import COUNTING, SHORT_TOKENS, Features, choices
 from harness.conformance.fixtures import text_of
 
 __all__ = [
@@ -88,7 +88,7 @@ def test_n_choices(api: Api, contract: Contract, features: Features) -> None:
         assert isinstance(_choice_text(choice), str), f"choice {choice.get('index')} has no text: {choice!r}"
         assert choice.get("finish_reason") in ("stop", "length"), f"choice {choice!r}"
     assert body["usage"]["completion_tokens"] >= 2, f"usage {body['usage']} counts fewer tokens than choices"
-    streamed = api.stream(PATHS["chat"], contract.body("chat", COUNTING, n=2, max_tokens=SHORT_TOKENS))
+    streamed = api.stream(PATHS["chat"], choices(contract))
     roles: dict[Any, int] = {}
     finishes: dict[Any, list[str]] = {}
     for chunk in streamed.chunks():

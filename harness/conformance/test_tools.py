@@ -99,7 +99,16 @@ def test_tool_stream(api: Api, contract: Contract, features: Features) -> None:
                 calls[index]["arguments"] += function.get("arguments") or ""
     assert calls, "the stream carries no tool call deltas"
     got = [calls[i]["arguments"] for i in sorted(calls)]
-    assert got == expected, f"the streamed arguments {got} differ from the non-streamed {expected}"
+    assert got == expected, f"the streamed arguments {got} differ from the non-streamed {expected}" + (
+        " (the same JSON values, written differently)" if _values(got) == _values(expected) else ""
+    )
+
+
+def _values(arguments: list[Any]) -> list[Any] | None:
+    try:
+        return [orjson.loads(a) for a in arguments]
+    except (orjson.JSONDecodeError, TypeError):
+        return None
 
 
 @pytest.mark.tools

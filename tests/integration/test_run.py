@@ -42,4 +42,6 @@ def test_the_main_job_on_the_simulator(tmp_path: Path) -> None:
     assert f"verdict:  {word} (exit {expected})" in done.stdout
     assert f"report:   {directory / 'report.html'}" in done.stdout
     page = (directory / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and "67/67" in page
+    checks = orjson.loads((directory / "conformance" / "result.json").read_bytes())["checks"]
+    assert len(checks) >= 80 and all(c["outcome"] == "passed" for c in checks)
+    assert page.count("data:image/png;base64,") == 4 and f"conformance {len(checks)}/{len(checks)}" in page

@@ -201,8 +201,9 @@ async def test_a_schema_over_several_functions_names_one_and_its_arguments_valid
 
 
 async def test_json_mode_output_is_one_json_object(engine: VllmEngine) -> None:
-    # A small model rambles on in JSON as in prose; asked for a short object, it closes it.
-    value = await guided(engine, "json-mode", 'Reply with this JSON object only: {"answer": "yes"}', None)
+    # A 135M model rambles on in JSON as in prose (asked for '{"answer": "yes"}' it invents a character sheet that
+    # outruns any limit); a question whose answer is its own example is closed at once.
+    value = await guided(engine, "json-mode", 'What is 2+2? Reply as JSON: {"result": 4}', None)
     assert isinstance(value, dict) and value
 
 
@@ -216,7 +217,8 @@ async def test_logprobs_give_each_token_its_logprob_and_the_k_best_alternatives(
     for entry in entries:
         assert len(entry.top) == 3
         assert [lp for _, lp in entry.top] == sorted((lp for _, lp in entry.top), reverse=True)
-        assert entry.top[0] == (entry.token, entry.logprob)  # greedy: the sampled token is the most likely one
+        # Greedy: the sampled token is among the most likely (two tokens may tie; vLLM orders ties its own way).
+        assert entry.logprob == entry.top[0][1] and (entry.token, entry.logprob) in entry.top
         assert entry.logprob <= 0
     bare = await collect(engine, "logprobs-0", text, SamplingOptions(max_tokens=4, temperature=0, logprobs=0))
     assert [(e.token, e.logprob) for d in bare for e in d.logprobs] == [(e.token, e.logprob) for e in entries[:4]]

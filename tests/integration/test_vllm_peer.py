@@ -1,13 +1,15 @@
 """The conformance suite against software nobody here wrote: vLLM's own OpenAI server on the embedded model.
 
 What it reports is part of the project (README, "Against real peers"): vLLM's server passes the shapes, streaming,
-prompt-format and SDK checks, and fails exactly these — it has no per-key concurrency limit, answers 401 with
-`{"error": "Unauthorized"}`, gives error `code`s as integers, and does not serve `/v1/models/{id}`.
+prompt-format, SDK and chat-surface checks, and fails exactly these — it has no per-key concurrency limit, answers
+401 with `{"error": "Unauthorized"}`, gives error `code`s as integers, does not serve `/v1/models/{id}`, and streams
+a tool call's arguments as the model wrote them while the non-streamed response re-serialises them.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,13 +34,18 @@ EXPECTED_FAILURES = {
     "test_limit_finished_request_frees_slot",
     "test_limit_disconnect_frees_slot",
     "test_limit_rejections_take_no_slot",
+    "test_tool_stream",  # streamed arguments are the model's text, the non-streamed ones re-serialised JSON
 }
 
 
 @pytest.fixture(scope="module")
 def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     key = new_key()
+    # Tools as vLLM's documentation deploys them: SmolLM2's template writes Hermes <tool_call> blocks.
     engine_args = [
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
         "--max-model-len",
         "2048",
         "--enforce-eager",
@@ -83,8 +90,8 @@ def test_the_suite_finds_exactly_vllms_known_departures_from_the_contract(
     assert failed == EXPECTED_FAILURES, done.stdout[-3000:]
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert matrix.readme_column(readme, PEER_COLUMN) == matrix.column(result), (
-        f"regenerate the README's column: python -m harness.conformance.matrix --readme README.md "
-        f"'{PEER_COLUMN}={tmp_path / 'result.json'}'"
+        "regenerate the README's column: python -m harness.conformance.matrix --readme README.md "
+        + shlex.quote(f"{PEER_COLUMN}={tmp_path / 'result.json'}")
     )
     assert {
         "test_stream_framing",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -71,8 +72,8 @@ def test_the_conformance_suite_passes_on_the_vllm_engine(vllm_server: LaunchedSe
     assert {f["status"] for f in result["features"].values()} == {"offered"}
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert matrix.readme_column(readme, VLLM_COLUMN) == matrix.column(result), (
-        f"regenerate the README's column: python -m harness.conformance.matrix --readme README.md "
-        f"'{VLLM_COLUMN}={tmp_path / 'result.json'}'"
+        "regenerate the README's column: python -m harness.conformance.matrix --readme README.md "
+        + shlex.quote(f"{VLLM_COLUMN}={tmp_path / 'result.json'}")
     )
 
 
