@@ -35,8 +35,8 @@ from loadgen_common import HARNESS, ROOT, Sent, ToolUnavailable, ground_truth, l
 from loadgen_peers import PEER_SHAPE_TOOLS, profile_of
 from scipy import stats
 
-from harness.records import read_run
-from harness.target import Target
+from harness.records.record import read_run
+from harness.target.launch import Target
 
 
 def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent:

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from loadgen_common import ROOT, Measured, ToolRun, abs_p99, ground_truth, machine, pct, score, simulator
 
-from harness.records import RunFile, read_run
-from harness.target import Target
+from harness.records.record import RunFile, read_run
+from harness.target.launch import Target
 
 SERVER_CPU, TOOL_CPU = 0, 1
 LOCUST = [sys.executable, "-m", "locust"]

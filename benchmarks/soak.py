@@ -56,7 +56,7 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 from results_md import RESULTS, update_section  # noqa: E402
 
-from harness.target import DEFAULT_MODEL, LaunchedServer, launch_reference_server  # noqa: E402
+from harness.target.launch import DEFAULT_MODEL, LaunchedServer, launch_reference_server  # noqa: E402
 
 SECTION = "## Soak under faults (`benchmarks/soak.py`)"
 RSS_GROWTH_LIMIT = 0.10

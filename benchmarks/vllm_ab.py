@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.target import launch_reference_server, launch_vllm_openai_server, new_key  # noqa: E402
+from harness.target.launch import launch_reference_server, launch_vllm_openai_server, new_key  # noqa: E402
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model  # noqa: E402
 
 ENGINE = ["--max-model-len", "2048", "--enforce-eager", "--dtype", "float32", "--gpu-memory-utilization", "0.3"]

@@ -19,7 +19,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _module(name: str) -> object:
-    return importlib.import_module(f"harness.{name}")
+    return importlib.import_module(f"harness.commands.{name}")
 
 
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
         try:
             module = _module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"harness.{name}":
+            if exc.name != f"harness.commands.{name}":
                 raise
             continue
         command = sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.prompts import LengthDistribution
+from harness.load.prompts import LengthDistribution
 from schemas import CHAT_FAMILIES, PROFILES, ChatFamily, Profile
 
 

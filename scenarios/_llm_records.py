@@ -18,8 +18,8 @@ from pathlib import Path
 import gevent
 import orjson
 
-from harness.records import Record, RecordWriter, RunInfo, StepInfo
-from harness.validity import CpuMeter
+from harness.analysis.validity import CpuMeter
+from harness.records.record import Record, RecordWriter, RunInfo, StepInfo
 
 log = logging.getLogger("scenarios.records")
 

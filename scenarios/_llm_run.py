@@ -4,7 +4,7 @@ The master (or a local runner) conducts: it names the run and says which load st
 starts, the next one whenever a staged shape moves on — and sends that to the workers as an `llm:step` message.
 Every process that sends requests holds a `Session` for the test: the resolved target and model, the request
 bodies (built once), and its records file. Sessions are per environment, created on `test_start` — after the
-preflight (`harness.preflight`: the target's /models, the key, the model, one streamed chat request as the users
+preflight (`harness.target.preflight`: the target's /models, the key, the model, one streamed chat request as the users
 send it), whose one-line failure stops the run with exit code 2 — and closed on `test_stop`.
 """
 
@@ -31,11 +31,11 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 import schemas
-from harness import preflight
-from harness.client import ClientConfig, Endpoint, request_body
-from harness.prompts import Calibration, LengthDistribution, PromptItem, exact_length_body, load_jsonl, synthetic
-from harness.records import Record, RunInfo, new_run_id
-from harness.runner import PreparedPrompt
+from harness.client.session import ClientConfig, Endpoint, request_body
+from harness.load.prompts import Calibration, LengthDistribution, PromptItem, exact_length_body, load_jsonl, synthetic
+from harness.load.runner import PreparedPrompt
+from harness.records.record import Record, RunInfo, new_run_id
+from harness.target import preflight
 from schemas import ChatFamily, family_for_model
 
 log = logging.getLogger("scenarios")

@@ -7,8 +7,8 @@ failure; the user then waits what Retry-After asks (as a well-behaved client doe
 
 Timing: the body is read straight from the connection (geventhttpclient's response) one `recv` at a time, and each
 read is stamped with `time.perf_counter_ns()` when `recv` returns, before it is parsed. Its events go through the
-same `harness.sse` parser and `harness.stream.StreamState` as `harness bench`, so a Locust record means what a
-bench record means. (`iter_content(n)` would wait until n bytes had come and stamp late.)
+same `harness.records.sse` parser and `harness.records.stream.StreamState` as `harness bench`, so a Locust record means
+what a bench record means. (`iter_content(n)` would wait until n bytes had come and stamp late.)
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from locust import constant
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
-from harness.client import Endpoint
-from harness.records import ErrorKind, Record
-from harness.sse import SSEError, SSEParser
-from harness.stream import StreamState, refused
+from harness.client.session import Endpoint
+from harness.records.record import ErrorKind, Record
+from harness.records.sse import SSEError, SSEParser
+from harness.records.stream import StreamState, refused
 
 _RECV_BYTES = 64 * 1024
 _MAX_RETRY_WAIT_S = 30.0

@@ -27,7 +27,7 @@ from harness.conformance.fixtures import (
     target,
 )
 from harness.conformance.result import ResultCollector, write
-from harness.target import DEFAULT_MODEL, Target, launch_reference_server
+from harness.target.launch import DEFAULT_MODEL, Target, launch_reference_server
 
 __all__ = [
     "api",

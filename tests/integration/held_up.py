@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from harness.target import LaunchedServer
+from harness.target.launch import LaunchedServer
 
 
 @dataclass(frozen=True, slots=True)

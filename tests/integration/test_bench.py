@@ -11,7 +11,7 @@ import pytest
 
 import schemas
 from harness.cli import main
-from harness.records import read_run
+from harness.records.record import read_run
 
 
 def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[dict[str, Any], Path]:

@@ -234,7 +234,7 @@ def test_harness_check_runs_from_an_installed_package(tmp_path: Path) -> None:
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = {**_clean_env(), "PYTHONPATH": str(site)}
-    command = [sys.executable, "-P", "-m", "harness.check", "-k", "test_model_list or test_stream_framing"]
+    command = [sys.executable, "-P", "-m", "harness.commands.check", "-k", "test_model_list or test_stream_framing"]
     done = subprocess.run(
         [*command, "--output-dir", "out"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
     )

@@ -10,7 +10,7 @@ import pytest
 from harness.conformance.contract import Contract, Settings
 from harness.conformance.endpoint import Api
 from harness.conformance.slots import Slots
-from harness.target import Target, launch_reference_server
+from harness.target.launch import Target, launch_reference_server
 
 from .strict_server import KEY, MODEL, Strict, strict_server
 

@@ -24,7 +24,7 @@ import requests
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
-from harness.target import DEFAULT_MODEL, LaunchedServer, launch_reference_server
+from harness.target.launch import DEFAULT_MODEL, LaunchedServer, launch_reference_server
 from reference_server.openapi import openapi_document
 
 MIN_CASES = 2000

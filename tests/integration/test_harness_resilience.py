@@ -26,8 +26,8 @@ import requests
 
 import schemas
 from harness.cli import main
-from harness.records import read_run
-from harness.target import DEFAULT_MODEL, LaunchedServer, launch_reference_server
+from harness.records.record import read_run
+from harness.target.launch import DEFAULT_MODEL, LaunchedServer, launch_reference_server
 
 REQUESTS = 12
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from harness.target import DEFAULT_MODEL, launch_reference_server
+from harness.target.launch import DEFAULT_MODEL, launch_reference_server
 
 FILE_KEY = "esecret_from_the_keys_file_0001"
 DIGEST_KEY = "esecret_only_its_digest_is_on_disk_0002"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.target import launch_reference_server
+from harness.target.launch import launch_reference_server
 from tests.integration.held_up import request_while_stopped
 
 SLACK_NS = 1_000_000  # the kernel's wall-clock stamp converted to the monotonic clock: µs apart; this is generous

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.records import read_run
-from harness.target import DEFAULT_MODEL, LaunchedServer, free_port, launch_reference_server
+from harness.records.record import read_run
+from harness.target.launch import DEFAULT_MODEL, LaunchedServer, free_port, launch_reference_server
 
 from .strict_server import KEY as STRICT_KEY
 from .strict_server import MODEL as STRICT_MODEL

@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 
-from harness import report
+from harness.commands import report
 from tests.unit.built_runs import conformance_result, sweep_run, write_dir
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

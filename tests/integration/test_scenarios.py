@@ -27,10 +27,10 @@ import orjson
 import pytest
 
 import schemas
-from harness import metrics
+from harness.analysis import metrics
 from harness.cli import main as harness_main
-from harness.records import RunFile, read_run
-from harness.target import LaunchedServer, launch_reference_server
+from harness.records.record import RunFile, read_run
+from harness.target.launch import LaunchedServer, launch_reference_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"

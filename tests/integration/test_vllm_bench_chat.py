@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from harness.target import LaunchedServer, launch_reference_server
+from harness.target.launch import LaunchedServer, launch_reference_server
 from reference_server.engines.embedded_model import ensure_embedded_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.conformance import matrix
-from harness.target import launch_vllm_openai_server, new_key
+from harness.target.launch import launch_vllm_openai_server, new_key
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
 
 pytestmark = pytest.mark.vllm

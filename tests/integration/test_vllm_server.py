@@ -21,7 +21,7 @@ import pytest
 
 import schemas
 from harness.conformance import matrix
-from harness.target import LaunchedServer, launch_reference_server
+from harness.target.launch import LaunchedServer, launch_reference_server
 from tests.integration.held_up import request_while_stopped
 
 pytestmark = pytest.mark.vllm

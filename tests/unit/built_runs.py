@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import rundir
-from harness.records import Record, RunFile, RunInfo, StepInfo, write_run
+from harness.records import rundir
+from harness.records.record import Record, RunFile, RunInfo, StepInfo, write_run
 
 MS = 1_000_000
 ORIGIN_NS = 10**12  # the run's perf_counter origin; ground truth is absolute on the same clock

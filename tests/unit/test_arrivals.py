@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from harness.arrivals import StepPlan, offsets, run_step, sweep
-from harness.release import Release
+from harness.client.release import Release
+from harness.load.arrivals import StepPlan, offsets, run_step, sweep
 
 
 def gaps(step: StepPlan) -> list[float]:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import bench, metrics, validity
-from harness.bench import add_arguments, format_table
+from harness.analysis import metrics, validity
 from harness.cli import main
+from harness.commands import bench
+from harness.commands.bench import add_arguments, format_table
 
 from .test_metrics import run_file
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import bounds
-from harness.bounds import DELIVERY_NS, Estimates, Samples, Widths
-from harness.records import Record
-from harness.stats import STATS, statistics
+from harness.analysis import bounds
+from harness.analysis.bounds import DELIVERY_NS, Estimates, Samples, Widths
+from harness.analysis.stats import STATS, statistics
+from harness.records.record import Record
 
 MS = 1_000_000
 G = DELIVERY_NS / MS

@@ -16,8 +16,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from harness import bounds, selector
-from harness.client import (
+from harness.analysis import bounds
+from harness.client import selector
+from harness.client.release import Release
+from harness.client.session import (
     ApiKey,
     Client,
     ClientConfig,
@@ -29,9 +31,8 @@ from harness.client import (
     request_body,
     retry_after_s,
 )
-from harness.records import Record
-from harness.release import Release
-from harness.sse import SSEParser
+from harness.records.record import Record
+from harness.records.sse import SSEParser
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 ID = f"{MODEL}-" + "ab" * 16
@@ -266,7 +267,9 @@ async def test_what_the_pacer_could_not_write_goes_after_it_in_order(went: int, 
         handler.transport.write(b"gh")  # after it: waits for the held bytes
         transport.write.assert_not_called()
         # The pacer's write: all of it, some of it, or none (the connection failed).
-        with mock.patch("harness.release._write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)):
+        with mock.patch(
+            "harness.client.release._write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)
+        ):
             await asyncio.to_thread(release.open)
         await asyncio.sleep(0)  # the loop's side of it
         assert handler.transport is transport and record.sent_ns is not None
@@ -390,7 +393,7 @@ async def test_an_sse_line_over_the_limit_is_a_protocol_error() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await stream(request, [chunk("a"), b"data: " + b"x" * 1000])
 
-    with mock.patch("harness.client.SSEParser", functools.partial(SSEParser, max_line=400)):
+    with mock.patch("harness.client.session.SSEParser", functools.partial(SSEParser, max_line=400)):
         record = await send(handler)
     assert record.error_kind == "protocol_error"
     assert record.error_detail is not None and "longer than 400 bytes" in record.error_detail

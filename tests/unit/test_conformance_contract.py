@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.conformance.contract import Contract, Settings, parse_header
-from harness.target import Target
+from harness.target.launch import Target
 
 LLAMA3 = "meta-llama/Meta-Llama-3-8B-Instruct"
 

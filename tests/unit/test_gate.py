@@ -10,9 +10,10 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from harness import gate, regression
+from harness.analysis import regression
 from harness.cli import main
-from harness.records import RunFile
+from harness.commands import gate
+from harness.records.record import RunFile
 from tests.unit.built_runs import conformance_result, noisy_run, summarized, sweep_run, write_dir
 
 REGRESSION_ONLY = "version = 1\n[regression]\nresamples = 1000\n"
@@ -248,7 +249,7 @@ def _older(summary: dict[str, object]) -> dict[str, object]:
 
 
 def test_a_summary_written_before_bounds_still_validates_gates_and_renders(tmp_path: Path) -> None:
-    from harness import tables
+    from harness.report import tables
 
     directory = write_dir(tmp_path / "old", sweep_run(), conformance_result(failed=0))
     path = summarized(directory)

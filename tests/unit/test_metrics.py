@@ -8,9 +8,9 @@ import jsonschema
 import pytest
 
 import schemas
-from harness import metrics, validity
-from harness.metrics import Slo, distribution, jain_index
-from harness.records import Record, RunFile, RunInfo, StepInfo
+from harness.analysis import metrics, validity
+from harness.analysis.metrics import Slo, distribution, jain_index
+from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
 
@@ -219,7 +219,7 @@ def test_a_server_slow_to_write_after_stamping_is_not_taken_for_the_client_s_err
     # The server stamped its second chunk at 110 ms but its write returned only at 112 ms; the client's kernel
     # stamp says 112.05 ms. Its ITL (12.05 ms) is 2.05 ms off the stamped truth (10 ms), within the client's bound
     # (0.05) and the truth's own (2 ms) together — and without the write's return, it is not.
-    from harness.truth import Truth
+    from harness.records.truth import Truth
 
     record = Record(
         run_id="r1",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness import metrics
-from harness.records import Record, RunFile, RunInfo, StepInfo
+from harness.analysis import metrics
+from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
 

@@ -1,4 +1,4 @@
-"""`harness.outputs`: the fields a structured or tool workload adds, and the check of each answer."""
+"""`harness.records.outputs`: the fields a structured or tool workload adds, and the check of each answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness.outputs import Call, OutputSpec
+from harness.records.outputs import Call, OutputSpec
 
 WEATHER = {
     "type": "function",

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from harness.preflight import Found, Preflight, PreflightError, with_refusal
+from harness.target.preflight import Found, Preflight, PreflightError, with_refusal
 
 KEY = "esecret_unit"
 Script = dict[str, Callable[[bytes, str], tuple[int, bytes]]]  # path -> (request body, authorization) -> answer

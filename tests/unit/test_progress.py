@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 import io
 
-from harness.progress import Progress
-from harness.records import Record
+from harness.load.progress import Progress
+from harness.records.record import Record
 
 
 class Tty(io.StringIO):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.prompts import (
+from harness.load.prompts import (
     CALIBRATION_WORDS,
     Calibration,
     LengthDistribution,

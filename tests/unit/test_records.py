@@ -6,7 +6,7 @@ import jsonschema
 import orjson
 
 import schemas
-from harness.records import Record, RunInfo, StepInfo, apportion, read_run, write_run
+from harness.records.record import Record, RunInfo, StepInfo, apportion, read_run, write_run
 
 
 def test_one_token_per_chunk_unless_usage_says_otherwise() -> None:

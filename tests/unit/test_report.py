@@ -12,10 +12,13 @@ import orjson
 import pytest
 
 import schemas
-from harness import bench, metrics, plots, report, rundir, tables, truth
+from harness.analysis import metrics
 from harness.cli import main
-from harness.prompts import Calibration
-from harness.records import write_run
+from harness.commands import bench, report
+from harness.load.prompts import Calibration
+from harness.records import rundir, truth
+from harness.records.record import write_run
+from harness.report import plots, tables
 from tests.unit.built_runs import MS, ORIGIN_NS, conformance_result, sweep_run, write_dir
 
 PNG = b"\x89PNG\r\n\x1a\n"

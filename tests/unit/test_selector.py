@@ -8,8 +8,8 @@ import socket
 import threading
 import time
 
-from harness import selector
-from harness.selector import TimedSelector
+from harness.client import selector
+from harness.client.selector import TimedSelector
 
 
 def test_a_wait_that_slept_began_with_every_socket_empty_and_woke_at_the_first_arrival() -> None:

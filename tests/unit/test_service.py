@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import metrics, service
-from harness.records import Record, RunFile, RunInfo, StepInfo
+from harness.analysis import metrics, service
+from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
 S = 1000 * MS

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.sse import SSEError, SSEParser
+from harness.records.sse import SSEError, SSEParser
 
 STREAM = (
     b": keep-alive\n\n"

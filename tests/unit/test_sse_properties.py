@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.sse import SSEParser
+from harness.records.sse import SSEParser
 
 # Field values are any bytes but line ends; names and payloads may hold colons, spaces and invalid UTF-8.
 _VALUE = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))

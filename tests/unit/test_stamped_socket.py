@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from harness import stamped_socket
-from harness.stamped_socket import StampedSocket
+from harness.client import stamped_socket
+from harness.client.stamped_socket import StampedSocket
 
 SLACK_NS = 1_000_000  # the wall clock may be slewed between the arrival and the read: µs; this is generous
 

@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
-from harness.records import ErrorKind, Record
-from harness.stop_rule import StopRule, max_error_rate
+from harness.load.stop_rule import StopRule, max_error_rate
+from harness.records.record import ErrorKind, Record
 
 
 def outcome(kind: ErrorKind | None, detail: str = "") -> Record:

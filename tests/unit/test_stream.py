@@ -1,13 +1,13 @@
-"""`harness.stream` on its own: what `harness bench` and the Locust users share, fed bytes and times by hand."""
+"""`harness.records.stream` on its own: what `harness bench` and the Locust users share, fed bytes and times by hand."""
 
 from __future__ import annotations
 
 import orjson
 
-from harness.outputs import OutputSpec
-from harness.records import Record
-from harness.sse import SSEParser
-from harness.stream import StreamState, refused
+from harness.records.outputs import OutputSpec
+from harness.records.record import Record
+from harness.records.sse import SSEParser
+from harness.records.stream import StreamState, refused
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 

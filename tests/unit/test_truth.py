@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from harness import truth
+from harness.records import truth
 
 TRACE = {
     "received_ns": 1_000,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import uvloop
 
-from harness import metrics, validity
-from harness.records import Record, RunFile, RunInfo, StepInfo
-from harness.validity import CpuMeter, LoopMonitor, Tolerance, Tolerances, judge
+from harness.analysis import metrics, validity
+from harness.analysis.validity import CpuMeter, LoopMonitor, Tolerance, Tolerances, judge
+from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
 RUN = RunInfo("r", "2024-01-01T00:00:00.000+00:00", 0, 0, target={}, config={})

@@ -1,0 +1,186 @@
+"""A run: its steps driven one after another through one client, every request recorded as it ends.
+
+The runner owns the order of things — calibrate, then for each step: start the meters, drive the load, write the
+step line — and nothing else: load shapes are `harness.load.arrivals`, requests `harness.client.session`, metrics come
+later from the records. A run whose latest requests mostly fail stops early (`harness.load.stop_rule`): the step that
+tripped the rule ends with the requests in flight, its step line says why, and no later step runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.analysis.validity import CpuMeter, LoopMonitor
+from harness.client import selector
+from harness.client.release import Release
+from harness.client.session import Client, request_body
+from harness.load.arrivals import StepClock, StepPlan, run_step
+from harness.load.progress import Progress
+from harness.load.prompts import Calibration, PromptItem, calibration_prompts, exact_length_body, fit_calibration
+from harness.load.stop_rule import StopRule
+from harness.records.record import Record, RecordWriter, RunInfo, StepInfo
+from schemas import ChatFamily
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    """A request body built once, with what it asked for."""
+
+    body: bytes
+    input_tokens_target: int | None
+    max_tokens: int | None
+
+
+def prepare(
+    client: Client, items: Sequence[PromptItem], family: ChatFamily | None, exact_lengths: bool
+) -> list[PreparedPrompt]:
+    endpoint = client.config.endpoint
+    prepared = []
+    for item in items:
+        shaped = item.for_endpoint(endpoint, family)
+        extra = exact_length_body(shaped.max_tokens) if exact_lengths else None
+        body = request_body(client.config, shaped.messages, shaped.prompt, shaped.max_tokens, extra)
+        prepared.append(PreparedPrompt(body, shaped.input_tokens_target, shaped.max_tokens))
+    return prepared
+
+
+class CalibrationFailed(RuntimeError):
+    """A calibration request failed: the run would fail the same way, so it does not start."""
+
+
+async def calibrate(client: Client, family: ChatFamily | None, seed: int) -> tuple[Calibration, list[str]]:
+    """Ask the target how many tokens the calibration prompts are; warnings come back as messages.
+
+    Raises CalibrationFailed, naming the error and the fix, when a calibration request fails.
+    """
+    tokens: list[int | None] = []
+    for i, prepared in enumerate(prepare(client, calibration_prompts(seed), family, exact_lengths=False)):
+        record = await client.send(prepared.body, Record(index=i, endpoint=client.config.endpoint))
+        if record.error_kind is not None:
+            raise CalibrationFailed(
+                f"calibration request failed: {record.error_kind}: {record.error_detail} "
+                "(the run would fail alike; --no-calibrate skips calibration)"
+            )
+        tokens.append(record.prompt_tokens)
+    calibration = fit_calibration(tokens)
+    if not calibration.measured:
+        return calibration, ["the target reported no usable prompt_tokens; assuming one token per word"]
+    return calibration, []
+
+
+class Runner:
+    def __init__(
+        self,
+        client: Client,
+        run: RunInfo,
+        prompts: Sequence[PreparedPrompt],
+        writer: RecordWriter,
+        progress: Progress,
+        lag_interval_s: float = 0.02,
+        stop_rule: StopRule | None = None,
+    ) -> None:
+        if not prompts:
+            raise ValueError("no prompts to send")
+        self.client = client
+        self.run = run
+        self.prompts = prompts
+        self.writer = writer
+        self.progress = progress
+        self.records: list[Record] = []
+        self.steps: list[StepInfo] = []
+        self._next_index = 0
+        self._monitor = LoopMonitor(lag_interval_s)
+        self._cpu = CpuMeter()
+        self._stop_rule = stop_rule if stop_rule is not None else StopRule()
+        self._halt = asyncio.Event()
+
+    @property
+    def stopped_early(self) -> str | None:
+        """Why the run stopped before its plan was done, or None."""
+        return self._stop_rule.reason
+
+    @staticmethod
+    def _wake_ns() -> int:
+        """The largest wake-up latency the loop's selector measured since the last call (0: no timed selector)."""
+        timed = selector.of(asyncio.get_running_loop())
+        return timed.take_wake_max() if timed is not None else 0
+
+    async def execute(self, plans: Sequence[StepPlan]) -> None:
+        self._monitor.start()
+        self.progress.start()
+        try:
+            for plan in plans:
+                await self._step(plan)
+                if self._halt.is_set():
+                    break
+        finally:
+            await self.progress.stop()
+            await self._monitor.stop()
+
+    async def _step(self, plan: StepPlan) -> None:
+        origin = self.run.origin_ns
+        endpoint = self.client.config.endpoint
+        self.progress.step(f"step {plan.index + 1}: {plan.label}")
+        self._monitor.take()
+        self._cpu.take()
+        self._wake_ns()
+
+        async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
+            index = self._next_index
+            self._next_index += 1
+            prompt = self.prompts[index % len(self.prompts)]
+            record = Record(
+                run_id=self.run.run_id,
+                step=plan.index,
+                index=index,
+                user=user,
+                warmup=warm,
+                endpoint=endpoint,
+                scheduled_ns=scheduled_ns - origin,
+                input_tokens_target=prompt.input_tokens_target,
+                max_tokens=prompt.max_tokens,
+            )
+            self.progress.sent()
+            try:
+                await self.client.send(prompt.body, record, release)
+            finally:
+                self.records.append(record)
+                self.writer.write(record)
+                self.progress.finished(record)
+                if self._stop_rule.observe(record) is not None:
+                    self._halt.set()
+
+        clock: StepClock = await run_step(plan, fire, self._halt)
+        info = StepInfo(
+            run_id=self.run.run_id,
+            step=plan.index,
+            label=plan.label,
+            mode=plan.mode,
+            started_ns=clock.started_ns - origin,
+            measure_start_ns=clock.measure_start_ns - origin,
+            dispatch_end_ns=max(clock.dispatch_end_ns, clock.measure_start_ns) - origin,
+            ended_ns=clock.ended_ns - origin,
+            concurrency=plan.concurrency,
+            rate=plan.rate,
+            rate_end=plan.rate_end,
+            arrival=plan.arrival if plan.mode != "concurrency" else None,
+            burstiness=plan.burstiness if plan.arrival == "gamma" and plan.mode != "concurrency" else None,
+            max_concurrency=plan.max_concurrency,
+            warmup_s=plan.warmup_s,
+            duration_s=plan.duration_s,
+            requests=plan.requests,
+            cpu_s=self._cpu.take(),
+            loop_lag_ns=self._monitor.take(),
+            loop_lag_interval_ns=self._monitor.interval_ns,
+            wake_ns=self._wake_ns(),
+            stopped_early=self._stop_rule.reason,
+        )
+        self.steps.append(info)
+        self.writer.write_step(info)
+        # Between steps nothing is timed: collect now, and leave what survives (the step's records) out of every
+        # later collection, which would otherwise walk all of them again in the middle of the next step's timestamps.
+        gc.collect()
+        gc.freeze()
