@@ -25,16 +25,18 @@ import datetime
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from loadgen_common import HARNESS, ROOT, load_average, machine, pinned, simulator
 from results_md import update_section
 
 from harness.analysis import validity
+from harness.analysis.shape import TruthCell, Worst
+from harness.analysis.summary import build_summary
 from harness.records import rundir, truth
+from harness.target import traces
 from harness.target.launch import Target
 
 METRICS = ("ttft", "itl", "tpot", "e2e")
@@ -84,27 +86,31 @@ CONDITIONS = {
 class Outcome:
     condition: Condition
     verdict: str
-    cells: dict[str, dict[str, dict[str, Any]]]
+    cells: Mapping[str, Mapping[str, TruthCell]]
     reasons: list[str]
-    worst: dict[str, Any] | None
+    worst: Worst | None
     matched: int
     load_avg: str
     judged: dict[str, set[str]] = field(default_factory=dict)  # metric → statistics the verdict judged
 
-    def cell_rows(self) -> Iterator[tuple[str, str, dict[str, Any], bool]]:
+    def cell_rows(self) -> Iterator[tuple[str, str, TruthCell, bool]]:
         for metric in METRICS:
             for stat in STATS:
                 if (cell := self.cells.get(metric, {}).get(stat)) is not None:
                     yield metric, stat, cell, stat in self.judged.get(metric, set())
 
     @staticmethod
-    def beyond(cell: dict[str, Any]) -> bool:
-        own = max(0.0, float(cell["error"]) - float(cell.get("true_bound") or 0.0))
-        return own > validity.LATENCY_TOLERANCE.of(float(cell["true"]))
+    def beyond(cell: TruthCell) -> bool:
+        error, true = cell["error"], cell["true"]
+        if error is None or true is None:
+            return False
+        own = max(0.0, error - (cell.get("true_bound") or 0.0))
+        return own > validity.LATENCY_TOLERANCE.of(true)
 
     @staticmethod
-    def flagged(cell: dict[str, Any]) -> bool:
-        return bool(cell["bound"] > validity.LATENCY_TOLERANCE.of(cell["measured"]))
+    def flagged(cell: TruthCell) -> bool:
+        bound, measured = cell["bound"], cell["measured"]
+        return bound is not None and measured is not None and bound > validity.LATENCY_TOLERANCE.of(measured)
 
     @property
     def false_valid(self) -> bool:
@@ -161,10 +167,10 @@ def measure(condition: Condition, itl_ms: float = 10.0) -> Outcome:
         with burner(CLIENT_CPU) if condition.starved else contextlib.nullcontext():
             directory = bench(server.target, condition, Path(tmp))
         found = asyncio.run(
-            truth.fetch(server.target.root_url, server.target.api_key, rundir.load(directory).run.requests)
+            traces.fetch(server.target.root_url, server.target.api_key, rundir.load(directory).run.requests)
         )
         truth.write(directory / truth.TRUTH_FILE, found)
-        summary = rundir.summarize(rundir.load(directory))
+        summary = build_summary(rundir.load(directory))
     step = summary["steps"][0]
     judged = {
         metric: {
@@ -172,14 +178,14 @@ def measure(condition: Condition, itl_ms: float = 10.0) -> Outcome:
         }
         for metric in METRICS
     }
-    errors = summary["timing_error_ms"] or {}
+    errors = summary.get("timing_error_ms")
     return Outcome(
         condition,
         summary["validity"]["verdict"],
-        errors.get("cells") or {},
+        errors.get("cells") or {} if errors else {},
         summary["validity"]["reasons"],
-        summary["validity"]["worst"],
-        int(errors.get("matched") or 0),
+        summary["validity"].get("worst"),
+        errors["matched"] if errors else 0,
         load_average(),
         judged,
     )

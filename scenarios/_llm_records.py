@@ -18,7 +18,7 @@ from pathlib import Path
 import gevent
 import orjson
 
-from harness.analysis.validity import CpuMeter
+from harness.load.meters import CpuMeter
 from harness.records.record import Record, RecordWriter, RunInfo, StepInfo
 
 log = logging.getLogger("scenarios.records")

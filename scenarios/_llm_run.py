@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import fastjsonschema
 import gevent
 import orjson
 from _llm_options import LLMOptions, add_options, api_base
@@ -30,10 +29,16 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-import schemas
-from harness.client.session import ClientConfig, Endpoint, request_body
-from harness.load.prompts import Calibration, LengthDistribution, PromptItem, exact_length_body, load_jsonl, synthetic
-from harness.load.runner import PreparedPrompt
+from harness.client.request import PATHS, ClientConfig, Endpoint, chunk_validator, request_body, request_headers
+from harness.load.prompts import (
+    Calibration,
+    LengthDistribution,
+    PreparedPrompt,
+    PromptItem,
+    load_jsonl,
+    prepare,
+    synthetic,
+)
 from harness.records.record import Record, RunInfo, new_run_id
 from harness.target import preflight
 from schemas import ChatFamily, family_for_model
@@ -41,8 +46,6 @@ from schemas import ChatFamily, family_for_model
 log = logging.getLogger("scenarios")
 STEP_MESSAGE = "llm:step"
 KEY_NAME = "key-1"
-_CHUNK_SCHEMAS: Mapping[Endpoint, str] = {"chat": "chat_chunk", "completion": "completion_chunk"}
-_PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completion": "/completions"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,7 @@ class Session:
         return self.run.origin_ns
 
     def url(self, endpoint: Endpoint) -> str:
-        return self.base_url + _PATHS[endpoint]
+        return self.base_url + PATHS[endpoint]
 
     def next_request(self, endpoint: Endpoint, max_tokens: int | None = None) -> tuple[Record, bytes]:
         """The next prompt in turn (each process starts at its own place in the list) and its fresh record."""
@@ -128,13 +131,7 @@ class Session:
         if found is not None:
             return found
         config = ClientConfig(base_url=self.base_url, model=self.model, endpoint=endpoint)
-        prepared = []
-        for item in self.items:
-            shaped = item.for_endpoint(endpoint, self.family)
-            tokens = max_tokens if max_tokens is not None else shaped.max_tokens
-            extra = exact_length_body(tokens) if self.options.exact_lengths else None
-            body = request_body(config, shaped.messages, shaped.prompt, tokens, extra)
-            prepared.append(PreparedPrompt(body, shaped.input_tokens_target, tokens))
+        prepared = prepare(config, self.items, self.family, self.options.exact_lengths, max_tokens)
         self._bodies[(endpoint, max_tokens)] = prepared
         return prepared
 
@@ -142,8 +139,7 @@ class Session:
         if not self.options.validate_chunks:
             return None
         if endpoint not in self._validators:
-            schema = schemas.response_schema(self.options.profile, _CHUNK_SCHEMAS[endpoint])
-            self._validators[endpoint] = fastjsonschema.compile(schema)
+            self._validators[endpoint] = chunk_validator(self.options.profile, endpoint)
         return self._validators[endpoint]
 
     def finished(self, record: Record) -> None:
@@ -306,14 +302,7 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
         if others := other_runs(path.parent, run.run_id):
             log.warning("%s also holds records of run(s) %s: harness report merges them all", path.parent, others)
         sink.step(step.step, step.label)
-    headers = {
-        "Authorization": f"Bearer {options.api_key}",
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream",
-        "Accept-Encoding": "identity",
-    }
-    if options.trace_timing:
-        headers["x-trace-timing"] = "1"
+    headers = request_headers(options.api_key, trace_timing=options.trace_timing)
     # Processes start at different places in the prompt list, so that workers do not send the same prompts in step.
     offset = random.Random(f"{socket.gethostname()}-{os.getpid()}").randrange(len(items))
     session = Session(options, base_url, model, family, items, run, sink, step.step, headers, _offset=offset)

@@ -28,7 +28,7 @@ from locust import constant
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
-from harness.client.session import Endpoint
+from harness.client.request import Endpoint
 from harness.records.record import ErrorKind, Record
 from harness.records.sse import SSEError, SSEParser
 from harness.records.stream import StreamState, refused

@@ -13,7 +13,7 @@ run's own records. The model, per request (times on the client's monotonic clock
   read came in an iteration woken from a wait, no sooner than the wake-up less the step's largest measured
   wake-up latency (`harness.client.selector`; an estimate). `chunk_early_ns` and `end_early_ns` hold both.
 - **loop** — a read that the loop, not the kernel, timed may also be late by however long the loop took to come
-  round to it. That is bounded by the step's largest event-loop lag (`harness.analysis.validity.LoopMonitor`): an
+  round to it. That is bounded by the step's largest event-loop lag (`harness.load.meters.LoopMonitor`): an
   estimate from samples every 20 ms, not a proof. With kernel stamps (the default client on asyncio's loop) it is 0.
 - **granularity** — the kernel stamps a segment as it is delivered, which on one host happens within the sender's
   write, up to `DELIVERY_NS` after the sender's own stamp; every arrival may be that much late against the sender's

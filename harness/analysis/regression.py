@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from scipy import stats
 
-from harness.analysis.metrics import Floats, nearest_rank
+from harness.analysis.stats import Floats, nearest_rank
 
 Status = Literal["pass", "fail", "skip"]
 QUANTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}

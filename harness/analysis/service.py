@@ -17,7 +17,7 @@ E2E from the schedule and its 429s in the step's counts, instead of falling out 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.analysis.stats import distribution, jain_index, round6
@@ -95,7 +95,7 @@ def service(step: StepInfo, records: Sequence[Record], measured: Sequence[Record
     }
 
 
-def overall(steps: Sequence[dict[str, Any]], measured: Sequence[Record]) -> dict[str, Any]:
+def overall(steps: Sequence[Mapping[str, Any]], measured: Sequence[Record]) -> dict[str, Any]:
     """Across the run: the most starved users and unserved requests of any step, and every measured wait."""
     starved = [s["service"]["starved_users"] for s in steps if s["service"]["starved_users"] is not None]
     unserved = [s["service"]["unserved_at_end"] for s in steps]

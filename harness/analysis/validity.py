@@ -1,9 +1,9 @@
 """Can the run's numbers be trusted? The client watches itself, and each step is judged on its error bounds.
 
 A load generator that cannot keep up does not fail: it quietly sends less than asked and stamps times late. So the
-run measures itself — how late its event loop comes round to an event (`LoopMonitor`), how much CPU it burns
-(`CpuMeter`) — and `harness.analysis.bounds` turns that and the records into an error bound on every number of the
-summary.
+run measures itself — how late its event loop comes round to an event and how much CPU it burns
+(`harness.load.meters`) — and `harness.analysis.bounds` turns that and the records into an error bound on every
+number of the summary.
 
 The verdict follows from the bounds, not from fixed limits on the client's internals: a step is VALID when every
 bound is within the tolerance of its metric — by default the larger of 1 ms and 1 % of the value for latencies,
@@ -16,12 +16,11 @@ client did, with the first error. The gate refuses any run that is not VALID.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+from harness.analysis.shape import Figures, Summary, Table, Validity, Worst
 
 Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
 LATENCIES: tuple[str, ...] = ("ttft", "ttfo", "itl", "tpot", "e2e", "e2e_from_scheduled")
@@ -56,56 +55,6 @@ CAUSES: Mapping[str, str] = {
 }
 CPU_WARN = 0.75
 LOOP_LAG_P99_WARN_MS = 5.0
-
-
-class LoopMonitor:
-    """Samples event-loop lag: how much later than asked a short sleep wakes up.
-
-    A read that the loop, not the kernel, timed (uvloop's) is late by however long the loop took to come round to
-    it; a timer is late in the same way, plus the loop's timer granularity (about a millisecond), so the samples
-    overstate the lag a little, which is the safe side for a bound. The sampler is a task on the loop itself: a
-    thread handing the loop callbacks would take the GIL from it every interval, and on a busy machine the loop then
-    waits for that thread to be scheduled (the interpreter's forced switch), stalling every read in the meantime.
-    """
-
-    def __init__(self, interval_s: float = 0.02) -> None:
-        self.interval_ns = round(interval_s * 1e9)
-        self.samples: list[int] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        interval = self.interval_ns / 1e9
-        while True:
-            asked = time.perf_counter_ns()
-            await asyncio.sleep(interval)
-            self.samples.append(max(0, time.perf_counter_ns() - asked - self.interval_ns))
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag-monitor")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def take(self) -> list[int]:
-        """The samples since the last call."""
-        samples, self.samples = self.samples, []
-        return samples
-
-
-class CpuMeter:
-    """CPU time of this process (all threads) since the last `take`."""
-
-    def __init__(self) -> None:
-        self._last = time.process_time()
-
-    def take(self) -> float:
-        now = time.process_time()
-        used, self._last = now - self._last, now
-        return used
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +160,8 @@ class _Cell:
             f" > tolerance {_num(self.tolerance)}{unit}" + (f": {why}" if why else "")
         )
 
-    def as_dict(self, step: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        where = {"step": step["step"], "label": step["label"]} if step is not None else {}
-        return where | {
+    def as_dict(self) -> Worst:
+        return {
             "metric": self.metric,
             "stat": self.stat,
             "value": self.value,
@@ -228,14 +176,17 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def cells(table: Mapping[str, Any], tolerances: Tolerances) -> list[_Cell]:
+def cells(table: Table, tolerances: Tolerances) -> list[_Cell]:
     """Every judged number of a step's table with its bound and tolerance (none for a summary without bounds)."""
     out: list[_Cell] = []
     for metric in LATENCIES:
-        dist = table["latency_ms"].get(metric) or {}
-        limits, causes = dist.get("bounds") or {}, dist.get("causes") or {}
+        dist = table["latency_ms"].get(metric)
+        if dist is None:
+            continue
+        limits = cast("Mapping[str, float | None]", dist.get("bounds") or {})
+        causes = cast("Mapping[str, str | None]", dist.get("causes") or {})
         for stat in JUDGED:
-            value, bound = dist.get(stat), limits.get(stat)
+            value, bound = cast("float | None", dist.get(stat)), limits.get(stat)
             if value is not None and bound is not None and not is_extreme(stat, int(dist.get("count") or 0)):
                 tol = tolerances.latency.get(metric, LATENCY_TOLERANCE).of(value)
                 out.append(_Cell(metric, stat, value, bound, tol, causes.get(stat), "ms"))
@@ -248,15 +199,12 @@ def cells(table: Mapping[str, Any], tolerances: Tolerances) -> list[_Cell]:
     # A closed loop's idle share already bounds its throughput (the number it moves); an open loop's offered
     # rate is a number of its own, the rate achieved.
     if offered and offered["mode"] == "rate":
-        unit = "users" if offered["mode"] == "concurrency" else "req/s"
-        name = "load offered"
-        out.append(
-            _Cell(name, "value", offered["value"], offered["bound"], tolerances.load.of(offered["asked"]), "load", unit)
-        )
+        tolerance = tolerances.load.of(offered["asked"])
+        out.append(_Cell("load offered", "value", offered["value"], offered["bound"], tolerance, "load", "req/s"))
     return out
 
 
-def judge(table: Mapping[str, Any], tolerances: Tolerances) -> dict[str, Any]:
+def judge(table: Table, tolerances: Tolerances) -> Validity:
     """The verdict on one step's summary table, with its reasons, warnings and its largest bound."""
     reasons: list[str] = []
     warnings: list[str] = []
@@ -289,7 +237,7 @@ def judge(table: Mapping[str, Any], tolerances: Tolerances) -> dict[str, Any]:
     }
 
 
-def _first_error(table: Mapping[str, Any]) -> str:
+def _first_error(table: Table) -> str:
     first = table.get("first_error")
     if not first:
         return ""
@@ -297,13 +245,13 @@ def _first_error(table: Mapping[str, Any]) -> str:
     return f"; first error: {status}{first['kind']}: {first.get('detail') or ''}".rstrip(": ")
 
 
-def apply(summary: dict[str, Any], tolerances: Tolerances | None = None) -> dict[str, Any]:
-    """Add the verdicts to a summary from `harness.analysis.metrics.summarize`: per step, and for the run."""
+def apply(figures: Figures, tolerances: Tolerances | None = None) -> Summary:
+    """The summary of a run's figures (`harness.analysis.summary.summarize`): judged per step, and as a run."""
     tolerances = tolerances or Tolerances()
     reasons: list[str] = []
     warnings: list[str] = []
-    worst: dict[str, Any] | None = None
-    for step in summary["steps"]:
+    worst: Worst | None = None
+    for step in figures["steps"]:
         step["validity"] = judge(step, tolerances)
         where = f"step {step['step']} ({step['label']})"
         if step["validity"]["verdict"] == "UNUSABLE":
@@ -313,16 +261,16 @@ def apply(summary: dict[str, Any], tolerances: Tolerances | None = None) -> dict
         warnings += [f"{where}: {w}" for w in step["validity"]["warnings"]]
         cell = step["validity"]["worst"]
         if cell is not None and (worst is None or cell["ratio"] > worst["ratio"]):
-            worst = {"step": step["step"], "label": step["label"]} | cell
+            worst = cell | {"step": step["step"], "label": step["label"]}
     verdict: Verdict = "INVALID" if reasons else "VALID"
-    if not summary["overall"]["requests"]["ok"]:
+    if not figures["overall"]["requests"]["ok"]:
         verdict = "UNUSABLE"
-        reasons = ["no request succeeded" + _first_error(summary["overall"])]
-    summary["validity"] = {
+        reasons = ["no request succeeded" + _first_error(figures["overall"])]
+    judged: Validity = {
         "verdict": verdict,
         "reasons": reasons,
         "warnings": warnings,
         "tolerances": tolerances.as_dict(),
         "worst": worst,
     }
-    return summary
+    return cast(Summary, {**figures, "validity": judged})

@@ -22,9 +22,11 @@ from typing import Any, TypeVar
 import aiohttp
 
 from harness.analysis import validity
-from harness.analysis.metrics import Slo
+from harness.analysis.slo import Slo
+from harness.analysis.summary import build_summary, write_summary
 from harness.client import selector
-from harness.client.session import ApiKey, Client, ClientConfig, Endpoint, request_body
+from harness.client.request import ApiKey, ClientConfig, Endpoint, request_body
+from harness.client.session import Client
 from harness.load.arrivals import ARRIVALS, StepPlan, sweep
 from harness.load.progress import Progress
 from harness.load.prompts import (
@@ -33,10 +35,11 @@ from harness.load.prompts import (
     PromptItem,
     load_jsonl,
     load_sharegpt,
+    prepare,
     shuffled,
     synthetic,
 )
-from harness.load.runner import CalibrationFailed, Runner, calibrate, prepare
+from harness.load.runner import CalibrationFailed, Runner, calibrate
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule, max_error_rate
 from harness.records import rundir
 from harness.records.outputs import OutputSpec
@@ -332,7 +335,7 @@ async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: b
             calibration, warnings = await calibrate(client, family, args.seed)
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
-        prepared = prepare(client, _items(args, calibration), family, exact_lengths)
+        prepared = prepare(client.config, _items(args, calibration), family, exact_lengths)
         run_id = args.run_id or new_run_id()
         run_config = _run_config(args, plans, calibration, target)
         info = RunInfo.start(
@@ -504,8 +507,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2
     kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None)
-    summary = rundir.summarize(kept, args.slo, tolerances=tolerances)
-    path = rundir.write_summary(directory, summary)
+    summary = build_summary(kept, args.slo, tolerances=tolerances)
+    path = write_summary(directory, summary)
     print(format_table(summary))
     print(f"records: {directory / 'records.jsonl'}\nsummary: {path}")
     if summary["validity"]["verdict"] == "UNUSABLE":

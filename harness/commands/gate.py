@@ -24,8 +24,11 @@ import jsonschema
 import orjson
 
 import schemas
-from harness.analysis import metrics, regression
+from harness.analysis import regression
+from harness.analysis.frame import latency_samples
 from harness.analysis.regression import Comparison, Settings
+from harness.analysis.stats import Floats
+from harness.analysis.sweep import limit_behaviour
 from harness.records import rundir
 
 DEFAULT_THRESHOLDS = "gate_default.toml"
@@ -157,7 +160,7 @@ def _limit(summary: Mapping[str, Any], absolute: Mapping[str, Any]) -> dict[str,
     if recorded and recorded["concurrency_limit"] == wanted:
         return dict(recorded)
     keys = (recorded or {}).get("keys") or len((summary["overall"].get("fairness") or {}).get("keys") or {}) or 1
-    return metrics.limit_behaviour(summary["steps"], wanted, keys)
+    return limit_behaviour(summary["steps"], wanted, keys)
 
 
 def absolute_checks(summary: Mapping[str, Any], absolute: Mapping[str, Any]) -> list[Check]:
@@ -233,12 +236,12 @@ def evaluate(summary_path: Path, thresholds_path: Path | None, baseline_path: Pa
     return verdict
 
 
-def _samples(directory: Path, what: str) -> dict[str, metrics.Floats]:
+def _samples(directory: Path, what: str) -> dict[str, Floats]:
     try:
         rd = rundir.load(directory)
     except (ValueError, OSError) as exc:
         raise Unusable(f"{what}: per-request records are needed beside the summary ({exc})") from exc
-    return metrics.latency_samples(rd.run)
+    return latency_samples(rd.run)
 
 
 def junit(verdict: Verdict) -> bytes:

@@ -18,8 +18,12 @@ from typing import Any
 
 import orjson
 
-from harness.analysis import metrics, validity
-from harness.analysis.metrics import Slo
+from harness.analysis import validity
+from harness.analysis.frame import latency_samples
+from harness.analysis.slo import Slo
+from harness.analysis.stats import Floats
+from harness.analysis.summary import build_summary, write_summary
+from harness.analysis.timeline import timeline
 from harness.records import rundir
 from harness.report import html, plots, tables
 from harness.report.tables import Table
@@ -86,18 +90,18 @@ def build(
     names = _labels(directories, labels)
     out = _output_dir(directories, names, output_dir)
     parts: list[html.RunPart] = []
-    samples: list[tuple[str, dict[str, metrics.Floats]]] = []
+    samples: list[tuple[str, dict[str, Floats]]] = []
     summaries: list[Path] = []
     for directory, label in zip(directories, names, strict=True):
         rd = rundir.load(directory)
-        summary = rundir.summarize(rd, slo, limit, tolerances)
-        summaries.append(rundir.write_summary(directory, summary))
-        run_limit = summary["limit"]["concurrency_limit"] if summary.get("limit") else None
-        frame = metrics.timeline(rd.run)
+        summary = build_summary(rd, slo, limit, tolerances)
+        summaries.append(write_summary(directory, summary))
+        run_limit = found["concurrency_limit"] if (found := summary.get("limit")) else None
+        frame = timeline(rd.run)
         parts.append(
             html.RunPart(label, summary, rd.conformance, plots.timeline(frame, rd.run.steps, run_limit, label))
         )
-        samples.append((label, metrics.latency_samples(rd.run)))
+        samples.append((label, latency_samples(rd.run)))
     figures = html.Figures(
         plots.cdfs(samples), plots.sweep([(p.label, p.summary) for p in parts]), plots.lengths(samples)
     )

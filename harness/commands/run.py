@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis import validity
-from harness.client.session import ApiKey
+from harness.client.request import ApiKey
 from harness.commands import bench, check, gate, report
 from harness.commands.bench import Resolved
 from harness.load.progress import Progress
 from harness.records import rundir, truth
 from harness.records.record import new_run_id
+from harness.target import traces
 from harness.target.launch import launch_reference_server
 from harness.target.preflight import BUDGET_S, PreflightError
 
@@ -174,7 +175,7 @@ def _sweep(args: argparse.Namespace, t: Resolved, defaults: Defaults, run_id: st
 def _ground_truth(t: Resolved, directory: Path) -> int:
     run = rundir.load(directory).run
     root = t.base_url.rstrip("/").removesuffix("/v1")
-    found = asyncio.run(truth.fetch(root, t.keys[0].secret, [r for r in run.requests if not r.warmup]))
+    found = asyncio.run(traces.fetch(root, t.keys[0].secret, [r for r in run.requests if not r.warmup]))
     return truth.write(directory / truth.TRUTH_FILE, found)
 
 

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import orjson
 
+from harness.client.request import ClientConfig, Endpoint, exact_length_body, request_body
 from schemas import ChatFamily, render_chat
 
-Endpoint = Literal["chat", "completion"]
 Message = Mapping[str, str]
 
 _WORDS = (
@@ -170,9 +170,34 @@ def synthetic(
     return items
 
 
-def exact_length_body(max_tokens: int | None) -> dict[str, Any]:
-    """The sampling fields that make a vLLM-style server generate exactly `max_tokens` tokens."""
-    return {} if max_tokens is None else {"ignore_eos": True, "min_tokens": max_tokens}
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    """A request body built once, with what it asked for."""
+
+    body: bytes
+    input_tokens_target: int | None
+    max_tokens: int | None
+
+
+def prepare(
+    config: ClientConfig,
+    items: Sequence[PromptItem],
+    family: ChatFamily | None,
+    exact_lengths: bool,
+    max_tokens: int | None = None,
+) -> list[PreparedPrompt]:
+    """The request bodies of `items` for `config`'s endpoint (ValueError when a conversation cannot be formatted).
+
+    `max_tokens`, when given, replaces each item's own output length.
+    """
+    prepared = []
+    for item in items:
+        shaped = item.for_endpoint(config.endpoint, family)
+        tokens = max_tokens if max_tokens is not None else shaped.max_tokens
+        extra = exact_length_body(tokens) if exact_lengths else None
+        body = request_body(config, shaped.messages, shaped.prompt, tokens, extra)
+        prepared.append(PreparedPrompt(body, shaped.input_tokens_target, tokens))
+    return prepared
 
 
 def _messages(raw: Any, where: str) -> tuple[Message, ...]:

@@ -11,40 +11,17 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from harness.analysis.validity import CpuMeter, LoopMonitor
 from harness.client import selector
 from harness.client.release import Release
-from harness.client.session import Client, request_body
+from harness.client.session import Client
 from harness.load.arrivals import StepClock, StepPlan, run_step
+from harness.load.meters import CpuMeter, LoopMonitor
 from harness.load.progress import Progress
-from harness.load.prompts import Calibration, PromptItem, calibration_prompts, exact_length_body, fit_calibration
+from harness.load.prompts import Calibration, PreparedPrompt, calibration_prompts, fit_calibration, prepare
 from harness.load.stop_rule import StopRule
 from harness.records.record import Record, RecordWriter, RunInfo, StepInfo
 from schemas import ChatFamily
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedPrompt:
-    """A request body built once, with what it asked for."""
-
-    body: bytes
-    input_tokens_target: int | None
-    max_tokens: int | None
-
-
-def prepare(
-    client: Client, items: Sequence[PromptItem], family: ChatFamily | None, exact_lengths: bool
-) -> list[PreparedPrompt]:
-    endpoint = client.config.endpoint
-    prepared = []
-    for item in items:
-        shaped = item.for_endpoint(endpoint, family)
-        extra = exact_length_body(shaped.max_tokens) if exact_lengths else None
-        body = request_body(client.config, shaped.messages, shaped.prompt, shaped.max_tokens, extra)
-        prepared.append(PreparedPrompt(body, shaped.input_tokens_target, shaped.max_tokens))
-    return prepared
 
 
 class CalibrationFailed(RuntimeError):
@@ -57,7 +34,7 @@ async def calibrate(client: Client, family: ChatFamily | None, seed: int) -> tup
     Raises CalibrationFailed, naming the error and the fix, when a calibration request fails.
     """
     tokens: list[int | None] = []
-    for i, prepared in enumerate(prepare(client, calibration_prompts(seed), family, exact_lengths=False)):
+    for i, prepared in enumerate(prepare(client.config, calibration_prompts(seed), family, exact_lengths=False)):
         record = await client.send(prepared.body, Record(index=i, endpoint=client.config.endpoint))
         if record.error_kind is not None:
             raise CalibrationFailed(

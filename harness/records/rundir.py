@@ -19,12 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import orjson
 
-import schemas
-from harness.analysis import metrics, validity
-from harness.analysis.metrics import Slo
 from harness.records import truth
 from harness.records.record import Record, RunFile, StepInfo, read_run
 
@@ -157,66 +153,3 @@ def load(directory: Path) -> RunDir:
         truth.read(directory / truth.TRUTH_FILE),
         _read_json(directory / SUMMARY_FILE),
     )
-
-
-def _conformance(rd: RunDir) -> dict[str, Any] | None:
-    result = rd.conformance
-    if result is None:
-        return None
-    failures = [
-        {"nodeid": c["nodeid"], "group": c.get("group"), "outcome": c["outcome"], "message": c.get("message")}
-        for c in result.get("checks", [])
-        if c.get("outcome") in ("failed", "error")
-    ]
-    return {
-        "passed": bool(result.get("passed")),
-        "path": str(CONFORMANCE_RESULT),
-        "summary": dict(result["summary"]),
-        "failures": failures,
-        "features": {name: found["status"] for name, found in (result.get("features") or {}).items()},
-    }
-
-
-def concurrency_limit(rd: RunDir) -> int | None:
-    """The per-key limit of the target: as recorded with the run, else as the conformance suite checked it."""
-    for source in (rd.run.run.target, (rd.conformance or {}).get("target") or {}):
-        value = source.get("concurrency_limit")
-        if isinstance(value, int):
-            return value
-    return None
-
-
-def _kept_tolerances(previous: dict[str, Any] | None) -> validity.Tolerances:
-    """The tolerances an earlier summary of the run was judged with (else the defaults)."""
-    kept = ((previous or {}).get("validity") or {}).get("tolerances")
-    return validity.Tolerances.from_dict(kept) if isinstance(kept, dict) else validity.Tolerances()
-
-
-def summarize(
-    rd: RunDir, slo: Slo | None = None, limit: int | None = None, tolerances: validity.Tolerances | None = None
-) -> dict[str, Any]:
-    """The full summary of the run: metrics, validity, limit behaviour, timing error and conformance."""
-    if slo is None and rd.previous and rd.previous.get("slo"):
-        slo = Slo(**rd.previous["slo"])
-    summary = metrics.summarize(
-        rd.run, slo, concurrency_limit=limit if limit is not None else concurrency_limit(rd), truth=rd.truth
-    )
-    summary = validity.apply(summary, tolerances or _kept_tolerances(rd.previous))
-    summary["conformance"] = _conformance(rd)
-    summary["sources"] = [p.name for p in rd.files]
-    return summary
-
-
-def schema_errors(summary: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft7Validator(schemas.load(SUMMARY_FILE))
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(summary)]
-
-
-def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
-    """Write `summary.json` after checking it against its schema (ValueError when it does not match)."""
-    problems = schema_errors(summary)
-    if problems:
-        raise ValueError(f"the summary does not match schemas/summary.json: {problems[:3]}")
-    path = directory / SUMMARY_FILE
-    path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    return path

@@ -1,23 +1,20 @@
 """Ground truth: when the reference server received each request and wrote each of its token chunks.
 
 A request sent with `x-trace-timing: 1` leaves a trace on the reference server (`GET /debug/traces/{id}`, the id
-being the response's `x-request-id`). After a run the traces of its measured requests are fetched and kept beside
-the records as `ground_truth.jsonl`, one line per request; `harness.analysis.metrics.timing_errors` then says how far
-the harness's own TTFT and ITL are from the server's. Only a reference server keeps traces; other endpoints have none.
+being the response's `x-request-id`). After a run the traces of its measured requests are fetched
+(`harness.target.traces`) and kept beside the records as `ground_truth.jsonl`, one line per request;
+`harness.analysis.metrics.timing_errors` then says how far the harness's own TTFT and ITL are from the server's. Only a
+reference server keeps traces; other endpoints have none.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import aiohttp
 import orjson
-
-from harness.records.record import Record
 
 TRUTH_FILE = "ground_truth.jsonl"
 # Whose clock took a request's arrival on the server: the kernel's when the bytes reached its socket, or its event
@@ -74,28 +71,6 @@ def from_trace(request_id: str, trace: Mapping[str, object]) -> Truth | None:
         token_written if len(token_written) == len(token_chunks) else (),
         end_written if isinstance(end_written, int) else None,
     )
-
-
-async def fetch(root_url: str, api_key: str, records: Iterable[Record], parallel: int = 16) -> list[Truth]:
-    """The traces of the given requests that the server still holds (requests without an id are passed over)."""
-    ids = sorted({r.request_id for r in records if r.request_id})
-    found: list[Truth] = []
-    gate = asyncio.Semaphore(parallel)
-    headers = {"Authorization": f"Bearer {api_key}"}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-
-        async def one(request_id: str) -> None:
-            async with gate, session.get(f"{root_url}/debug/traces/{request_id}") as response:
-                if response.status != 200:
-                    return
-                body = orjson.loads(await response.read())
-            if isinstance(body, dict) and (truth := from_trace(request_id, body)) is not None:
-                found.append(truth)
-
-        await asyncio.gather(*(one(i) for i in ids))
-    found.sort(key=lambda t: t.request_id)
-    return found
 
 
 def write(path: Path, truths: Iterable[Truth]) -> int:

@@ -21,22 +21,21 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-from harness.load.prompts import exact_length_body
+from harness.client.request import PATHS, Endpoint, exact_length_body
 from harness.records.record import Record
 from harness.records.sse import SSEError, SSEParser
 from harness.records.stream import StreamState
 
-Endpoint = Literal["chat", "completion"]
 BUDGET_S = 9.0  # the whole preflight: a command that cannot run says so within 10 s
 EXTENSIONS: tuple[str, ...] = tuple(exact_length_body(1))  # the vLLM sampling fields that OpenAI does not define
 PROBE_PROMPT = "Say 'Test'."
 PROBE_MESSAGES: tuple[Mapping[str, str], ...] = ({"role": "user", "content": PROBE_PROMPT},)
 PROBE_TOKENS = 4  # a real request, short enough to be over in a moment on any server
-_PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completion": "/completions"}
+
 _EXCERPT_BYTES = 300
 _READ_BYTES = 64 * 1024
 
@@ -202,7 +201,7 @@ class Preflight:
         A 4xx to a body with extension fields is followed by the same body without them: if that one works, the
         target refuses the fields (and the caller decides whether the run may go without them).
         """
-        url = found.base_url + _PATHS[endpoint]
+        url = found.base_url + PATHS[endpoint]
         status, raw, record = self._stream(url, body, endpoint)
         if status == 200 and record.error_kind is None:
             return None

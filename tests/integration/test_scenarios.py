@@ -27,7 +27,7 @@ import orjson
 import pytest
 
 import schemas
-from harness.analysis import metrics
+from harness.analysis.summary import summarize
 from harness.cli import main as harness_main
 from harness.records.record import RunFile, read_run
 from harness.target.launch import LaunchedServer, launch_reference_server
@@ -152,7 +152,7 @@ def test_chat_streams_and_reports_ttft_and_records_that_summarize(server: Launch
     assert_streamed(run)
     assert all(r.chunks_validated > 0 for r in run.requests if r.error_kind is None)
     assert [(s.step, s.label, s.concurrency) for s in run.steps] == [(0, "4 users", 4)]
-    overall = metrics.summarize(run)["overall"]
+    overall = summarize(run)["overall"]
     assert overall["latency_ms"]["ttft"]["count"] == overall["requests"]["ok"] > 0
     assert overall["throughput"]["output_tokens_per_s"] > 0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.summary import build_summary, write_summary
 from harness.records import rundir
 from harness.records.record import Record, RunFile, RunInfo, StepInfo, write_run
 
@@ -163,7 +164,7 @@ def write_dir(directory: Path, run: RunFile, conformance: dict[str, Any] | None 
 
 def summarized(directory: Path, limit: int | None = 30) -> Path:
     """Write summary.json beside the records, as `harness report` would (without the plots)."""
-    return rundir.write_summary(directory, rundir.summarize(rundir.load(directory), limit=limit))
+    return write_summary(directory, build_summary(rundir.load(directory), limit=limit))
 
 
 def noisy_run(

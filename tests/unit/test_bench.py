@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import metrics, validity
+from harness.analysis import validity
+from harness.analysis.summary import summarize
 from harness.cli import main
 from harness.commands import bench
 from harness.commands.bench import add_arguments, format_table
@@ -43,7 +44,7 @@ def test_connections_cover_the_largest_step_or_are_unlimited_for_an_uncapped_ope
 
 
 def test_the_table_has_a_row_per_step_and_the_verdict() -> None:
-    summary = validity.apply(metrics.summarize(run_file()))
+    summary = validity.apply(summarize(run_file()))
     text = format_table(summary)
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["step", "ok/total", "err%"]

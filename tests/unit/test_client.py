@@ -18,21 +18,13 @@ from aiohttp import web
 
 from harness.analysis import bounds
 from harness.client import selector
+from harness.client.protocol import Outgoing, ParseQueue, Read, TimedProtocol, follow_body
 from harness.client.release import Release
-from harness.client.session import (
-    ApiKey,
-    Client,
-    ClientConfig,
-    Read,
-    _followed,
-    _Outgoing,
-    _Parses,
-    _TimedHandler,
-    request_body,
-    retry_after_s,
-)
+from harness.client.request import ApiKey, ClientConfig, request_body
+from harness.client.session import Client
 from harness.records.record import Record
 from harness.records.sse import SSEParser
+from harness.records.stream import retry_after_s
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 ID = f"{MODEL}-" + "ab" * 16
@@ -258,11 +250,11 @@ async def test_what_the_pacer_could_not_write_goes_after_it_in_order(went: int, 
     transport = mock.Mock(spec=asyncio.Transport)
     transport.is_closing.return_value = False
     transport.get_extra_info.return_value = ours
-    handler = _TimedHandler(asyncio.get_running_loop())
+    handler = TimedProtocol(asyncio.get_running_loop())
     handler.connection_made(transport)
     record, release = Record(), Release()
     try:
-        handler.hold(_Outgoing(record, release, 0))
+        handler.hold(Outgoing(record, release, 0))
         handler.transport.write(b"abcdef")  # held with the release
         handler.transport.write(b"gh")  # after it: waits for the held bytes
         transport.write.assert_not_called()
@@ -285,7 +277,7 @@ def http_chunk(data: bytes) -> bytes:
 
 
 async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_before_a_task_reads_it() -> None:
-    handler = _TimedHandler(asyncio.get_running_loop())
+    handler = TimedProtocol(asyncio.get_running_loop())
     handler.connection_made(mock.Mock(spec=asyncio.Transport))
     handler.set_response_params(auto_decompress=False)
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -303,8 +295,8 @@ async def test_the_connection_notes_each_read_of_a_response_as_it_arrives_even_b
     assert handler.reader is not first and [fed for _, fed in handler.arrivals] == [9]
 
 
-def timed_response(parses: _Parses | None = None) -> tuple[_TimedHandler, bytes]:
-    handler = _TimedHandler(asyncio.get_running_loop(), parses)
+def timed_response(parses: ParseQueue | None = None) -> tuple[TimedProtocol, bytes]:
+    handler = TimedProtocol(asyncio.get_running_loop(), parses)
     handler.connection_made(mock.Mock(spec=asyncio.Transport))
     handler.set_response_params(auto_decompress=False)
     return handler, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -336,7 +328,7 @@ async def test_a_followed_body_is_handed_over_read_by_read_with_the_time_each_wa
 
 
 async def test_parsing_one_response_does_not_delay_the_timestamp_of_another_read_in_the_same_loop_turn() -> None:
-    parses = _Parses(asyncio.get_running_loop())
+    parses = ParseQueue(asyncio.get_running_loop())
     (slow, head), (other, _) = timed_response(parses), timed_response(parses)
     slow.data_received(head)
     other.data_received(head)
@@ -364,7 +356,7 @@ async def test_an_exception_in_a_followed_body_ends_the_wait_for_it_and_not_the_
 
     reader = handler.reader
     assert reader is not None
-    waiting = asyncio.create_task(_followed(reader, handler, feed))
+    waiting = asyncio.create_task(follow_body(reader, handler, feed))
     await asyncio.sleep(0)
     handler.data_received(http_chunk(b"data: 1\n\n"))  # does not raise into aiohttp's protocol
     with pytest.raises(ValueError, match="cannot parse"):
@@ -374,7 +366,7 @@ async def test_an_exception_in_a_followed_body_ends_the_wait_for_it_and_not_the_
     handler.data_received(head + http_chunk(b"data: 1\n\n"))
     assert handler.reader is not None
     with pytest.raises(ValueError, match="cannot parse"):
-        await asyncio.wait_for(_followed(handler.reader, handler, feed), timeout=1)
+        await asyncio.wait_for(follow_body(handler.reader, handler, feed), timeout=1)
 
 
 async def test_a_streamed_answer_is_read_without_waking_the_task_per_read() -> None:

@@ -8,8 +8,12 @@ import jsonschema
 import pytest
 
 import schemas
-from harness.analysis import metrics, validity
-from harness.analysis.metrics import Slo, distribution, jain_index
+from harness.analysis import validity
+from harness.analysis.accuracy import timing_errors
+from harness.analysis.frame import itl_samples
+from harness.analysis.slo import Slo
+from harness.analysis.stats import distribution, jain_index
+from harness.analysis.summary import summarize
 from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
@@ -109,7 +113,7 @@ def run_file() -> RunFile:
 
 
 def summary(slo: Slo | None = None) -> dict[str, Any]:
-    return metrics.summarize(run_file(), slo)
+    return summarize(run_file(), slo)
 
 
 def test_exact_percentiles_are_nearest_rank() -> None:
@@ -201,7 +205,7 @@ def test_loop_lag_and_cpu_come_from_the_step_line() -> None:
 
 def test_several_tokens_in_the_first_chunk_have_no_gap_of_their_own() -> None:
     record = Record(chunk_ns=[0, 8 * MS], chunk_tokens=[3, 2])
-    assert metrics.itl_samples([record]).tolist() == [4.0, 4.0]
+    assert itl_samples([record]).tolist() == [4.0, 4.0]
 
 
 def test_slo_parsing() -> None:
@@ -236,8 +240,8 @@ def test_a_server_slow_to_write_after_stamping_is_not_taken_for_the_client_s_err
         kernel_timed=True,
     )
     bracketed = Truth("x", 0, (100 * MS, 110 * MS), "kernel", 112 * MS, (100 * MS, 112 * MS), 112 * MS)
-    cell = metrics.timing_errors([record], {"x": bracketed})["cells"]["itl"]["max"]
+    cell = timing_errors([record], {"x": bracketed})["cells"]["itl"]["max"]
     assert cell["error"] == pytest.approx(2.05) and cell["bound"] == pytest.approx(0.05) and cell["covered"]
     assert cell["true_bound"] == pytest.approx(2.0)
     stamped_only = Truth("x", 0, (100 * MS, 110 * MS), "kernel", 112 * MS)
-    assert not metrics.timing_errors([record], {"x": stamped_only})["cells"]["itl"]["max"]["covered"]
+    assert not timing_errors([record], {"x": stamped_only})["cells"]["itl"]["max"]["covered"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.analysis import metrics
+from harness.analysis.summary import summarize
+from harness.analysis.timeline import timeline
 from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
@@ -27,26 +28,26 @@ def run_file() -> RunFile:
 
 
 def test_every_429_response_is_counted_and_warm_up_ones_apart() -> None:
-    step = metrics.summarize(run_file())["steps"][0]
+    step = summarize(run_file())["steps"][0]
     assert step["responses_429"] == 4
     assert step["warmup_responses_429"] == 1
     assert step["requests"]["throttled"] == 2
 
 
 def test_the_wait_between_retries_is_not_dispatch_delay() -> None:
-    delay = metrics.summarize(run_file())["steps"][0]["latency_ms"]["dispatch_delay"]
+    delay = summarize(run_file())["steps"][0]["latency_ms"]["dispatch_delay"]
     assert (delay["min"], delay["max"]) == (0.0, 0.0)
 
 
 def test_the_limit_section_counts_warm_up_429s() -> None:
-    limit = metrics.summarize(run_file(), concurrency_limit=30)["limit"]
+    limit = summarize(run_file(), concurrency_limit=30)["limit"]
     assert limit["steps"][0]["side"] == "above" and limit["steps"][0]["responses_429"] == 5
     assert limit["honoured"] is True
-    assert metrics.summarize(run_file(), concurrency_limit=31)["limit"]["honoured"] is False
+    assert summarize(run_file(), concurrency_limit=31)["limit"]["honoured"] is False
 
 
 def test_the_timeline_spreads_retried_429s_over_the_throttled_time() -> None:
-    frame = metrics.timeline(run_file(), bin_s=1.0)
+    frame = timeline(run_file(), bin_s=1.0)
     # Record 0: 429s at 10 and 1010 ms; record 1: at 0 ms and its final one at 1000 ms; warm-up: at 0 ms.
     assert frame["responses_429_per_s"].tolist()[:3] == [3.0, 2.0, 0.0]
 
@@ -58,5 +59,5 @@ def test_dispatch_delay_ends_at_the_first_write_not_when_the_client_took_the_req
     first.dispatched_ns, first.sent_ns = 5 * MS, 2011 * MS
     # Taken up 3 ms late and first written 4 ms late.
     second.dispatched_ns, second.sent_ns = 3 * MS, 1004 * MS
-    delay = metrics.summarize(run)["steps"][0]["latency_ms"]["dispatch_delay"]
+    delay = summarize(run)["steps"][0]["latency_ms"]["dispatch_delay"]
     assert (delay["min"], delay["max"]) == (1.0, 4.0)

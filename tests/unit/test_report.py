@@ -12,7 +12,9 @@ import orjson
 import pytest
 
 import schemas
-from harness.analysis import metrics
+from harness.analysis.frame import latency_samples
+from harness.analysis.summary import build_summary
+from harness.analysis.timeline import timeline
 from harness.cli import main
 from harness.commands import bench, report
 from harness.load.prompts import Calibration
@@ -134,19 +136,19 @@ def test_the_page_is_self_contained_with_every_section(run_dir: Path) -> None:
 
 
 def test_conformance_failures_reach_the_markdown(run_dir: Path) -> None:
-    text = report.markdown([rundir.summarize(rundir.load(run_dir), limit=30)], ["run"])
+    text = report.markdown([build_summary(rundir.load(run_dir), limit=30)], ["run"])
     assert "conformance 1/2 ❌" in text
     assert "conformance failed: `test_limits.py::test_check_0` the 31st request was admitted" in text
 
 
 def test_every_plot_is_a_png(run_dir: Path) -> None:
     rd = rundir.load(run_dir)
-    summary = rundir.summarize(rd, limit=30)
-    samples = [("run", metrics.latency_samples(rd.run))]
+    summary = build_summary(rd, limit=30)
+    samples = [("run", latency_samples(rd.run))]
     figures = [
         plots.cdfs(samples),
         plots.sweep([("run", summary)]),
-        plots.timeline(metrics.timeline(rd.run), rd.run.steps, 30, "run"),
+        plots.timeline(timeline(rd.run), rd.run.steps, 30, "run"),
         plots.lengths(samples),
     ]
     for png in figures:
@@ -163,7 +165,7 @@ def test_a_single_step_has_no_sweep_plot(tmp_path: Path) -> None:
 
 
 def test_timeline_counts_what_happened_in_each_bin(run_dir: Path) -> None:
-    frame = metrics.timeline(rundir.load(run_dir).run, bin_s=1.0)
+    frame = timeline(rundir.load(run_dir).run, bin_s=1.0)
     assert frame["t_s"].tolist()[:3] == [0.0, 1.0, 2.0]
     # Step 0: four requests of 90 ms in flight over one second → 0.36 on average; 20 tokens arrived.
     assert frame["in_flight"][0] == pytest.approx(0.36)
@@ -189,7 +191,7 @@ def built_truth(by: list[truth.ReceivedBy | None]) -> list[truth.Truth]:
 
 def test_ground_truth_gives_the_timing_error(run_dir: Path) -> None:
     truth.write(run_dir / truth.TRUTH_FILE, built_truth(["kernel"]))
-    summary = rundir.summarize(rundir.load(run_dir))
+    summary = build_summary(rundir.load(run_dir))
     errors = summary["timing_error_ms"]
     assert errors["matched"] == 64 and errors["unmatched"] == 0
     assert (errors["ttft"]["min"], errors["ttft"]["max"]) == (3.0, 3.0)
@@ -284,8 +286,8 @@ def test_worker_files_are_merged_on_their_wall_clock(tmp_path: Path) -> None:
     write_run(directory / "records-worker-1.jsonl", run.run, first, mine)
     later = dataclasses.replace(run.run, started_unix_ns=run.run.started_unix_ns + offset, origin_ns=7, host="other")
     write_run(directory / "records-worker-2.jsonl", later, second, theirs)
-    merged = rundir.summarize(rundir.load(directory), limit=30)
-    single = rundir.summarize(rundir.load(write_dir(tmp_path / "single", run)), limit=30)
+    merged = build_summary(rundir.load(directory), limit=30)
+    single = build_summary(rundir.load(write_dir(tmp_path / "single", run)), limit=30)
     assert merged["sources"] == ["records-worker-1.jsonl", "records-worker-2.jsonl"]
     assert [s["label"] for s in merged["steps"]] == ["concurrency=1", "concurrency=30", "concurrency=40"]
     assert [s["concurrency"] for s in merged["steps"]] == [1, 30, 40]
@@ -299,7 +301,7 @@ def test_worker_files_are_merged_on_their_wall_clock(tmp_path: Path) -> None:
 def test_records_without_step_lines_make_one_step(tmp_path: Path) -> None:
     run = sweep_run()
     directory = write_dir(tmp_path / "nosteps", dataclasses.replace(run, steps=[]))
-    summary = rundir.summarize(rundir.load(directory))
+    summary = build_summary(rundir.load(directory))
     assert [s["label"] for s in summary["steps"]] == ["all"]
     assert summary["overall"]["requests"]["total"] == 74
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.analysis import metrics, service
+from harness.analysis import service
+from harness.analysis.summary import summarize
 from harness.records.record import Record, RunFile, RunInfo, StepInfo
 
 MS = 1_000_000
@@ -65,7 +66,7 @@ def test_starvation_above_the_limit_is_in_view() -> None:
     # ends at 10 s; a fourth request of user 2's was scheduled at 10 s and still waited when sending stopped.
     records = [ok(u, t, t, t + 1) for u in (0, 1) for t in range(1, 11)]
     records += [ok(2, 0.5, 9.0, 10.0, attempts=19, warmup=True), throttled(2, 10.0, 11.5, 3)]
-    summary = metrics.summarize(RunFile(RUN, [step()], records))
+    summary = summarize(RunFile(RUN, [step()], records))
     figures = summary["steps"][0]["service"]
     assert figures["starved_users"] == 0  # user 2 was served once, at the end
     wait = figures["wait_for_service_ms"]
@@ -81,7 +82,7 @@ def test_starvation_above_the_limit_is_in_view() -> None:
 def test_a_user_that_got_nothing_in_the_window_is_starved() -> None:
     records = [ok(u, t, t, t + 1) for u in (0, 1) for t in range(1, 11)]
     records.append(throttled(2, 0.5, 11.5, 20, warmup=True))  # refused the whole step long
-    summary = metrics.summarize(RunFile(RUN, [step()], records), concurrency_limit=2)
+    summary = summarize(RunFile(RUN, [step()], records), concurrency_limit=2)
     figures = summary["steps"][0]["service"]
     assert figures["starved_users"] == 1 and figures["starved_user_ids"] == [2]
     assert figures["unserved_at_end"]["count"] == 1 and figures["unserved_at_end"]["max_age_ms"] == 10_500.0
@@ -97,6 +98,6 @@ def test_an_open_loop_has_no_users_but_keys_that_got_nothing_are_named() -> None
         r.user, r.key = None, "key-1"
     refused = throttled(0, 2.0, 2.0, 1)
     refused.user, refused.key = None, "key-2"
-    figures = metrics.summarize(RunFile(RUN, [open_step], [*served, refused]))["steps"][0]["service"]
+    figures = summarize(RunFile(RUN, [open_step], [*served, refused]))["steps"][0]["service"]
     assert figures["users"] is None and figures["starved_users"] is None and figures["fairness_users"] is None
     assert figures["starved_keys"] == ["key-2"]
