@@ -10,8 +10,9 @@ every moment, and a step's first 429s come at its start.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
+from harness.analysis.shape import Knee, Limit, LimitStep
 from harness.analysis.stats import round6 as _round
 
 KNEE_FRACTION = 0.9
@@ -22,7 +23,7 @@ def _load_level(step: Mapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-def knee(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def knee(steps: Sequence[Mapping[str, Any]]) -> Knee | None:
     """The knee of a sweep of at least three steps of one mode (see the module's definitions); None otherwise."""
     # A step that measured nothing (its requests outlasted it) says nothing about throughput.
     levels = [(level, s) for s in steps if (level := _load_level(s)) is not None and s["requests"]["ok"]]
@@ -44,9 +45,9 @@ def knee(steps: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 1) -> dict[str, Any] | None:
+def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 1) -> Limit | None:
     """Did 429s come exactly where the per-key limit says? None when the run has no closed-loop step."""
-    judged: list[dict[str, Any]] = []
+    judged: list[LimitStep] = []
     for s in steps:
         if s["mode"] != "concurrency" or s["concurrency"] is None:
             continue
@@ -56,17 +57,20 @@ def limit_behaviour(steps: Sequence[Mapping[str, Any]], limit: int, keys: int = 
         rejections = int(s["responses_429"]) + int(s.get("warmup_responses_429", 0))
         honoured = None if side == "not_judged" else (rejections == 0) == (side == "at_or_below")
         judged.append(
-            {
-                "step": s["step"],
-                "label": s["label"],
-                "concurrency": users,
-                "side": side,
-                "responses_429": rejections,
-                "errors": s["requests"]["errors"] + int(s.get("warmup_errors", 0)),
-                "requests": s["requests"]["total"] + int(s["warmup_requests"]),
-                "honoured": honoured,
-            }
-            | _service_columns(s.get("service"))
+            cast(
+                LimitStep,
+                {
+                    "step": s["step"],
+                    "label": s["label"],
+                    "concurrency": users,
+                    "side": side,
+                    "responses_429": rejections,
+                    "errors": s["requests"]["errors"] + int(s.get("warmup_errors", 0)),
+                    "requests": s["requests"]["total"] + int(s["warmup_requests"]),
+                    "honoured": honoured,
+                }
+                | _service_columns(s.get("service")),
+            )
         )
     if not judged:
         return None

@@ -28,8 +28,10 @@ from pathlib import Path
 
 from harness.analysis import validity
 from harness.client.request import ApiKey
-from harness.commands import bench, check, gate, report
+from harness.commands import bench, check, report
 from harness.commands.bench import Resolved
+from harness.gate.evaluation import evaluate
+from harness.gate.output import write as write_gate
 from harness.load.progress import Progress
 from harness.records import rundir, truth
 from harness.records.record import new_run_id
@@ -198,8 +200,8 @@ def _job(args: argparse.Namespace, t: Resolved, key_2: str | None, defaults: Def
     tolerances = validity.Tolerances.parse(args.tolerance)
     written = report.build([directory], limit=args.concurrency_limit, tolerances=tolerances)
     _say(6, "gate")
-    verdict = gate.evaluate(directory / rundir.SUMMARY_FILE, args.thresholds, args.baseline)
-    print(gate.write(verdict, directory / rundir.SUMMARY_FILE, None, None))
+    verdict = evaluate(directory / rundir.SUMMARY_FILE, args.thresholds, args.baseline)
+    print(write_gate(verdict, directory / rundir.SUMMARY_FILE, None, None))
     print(f"report:   {written.html}\nmarkdown: {written.markdown}\ngate:     {directory / 'gate.md'}")
     print(f"verdict:  {verdict.word} (exit {verdict.code})")
     return verdict.code
