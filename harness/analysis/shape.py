@@ -13,6 +13,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
 Cause = Literal["send", "reads", "loop", "granularity", "lateness", "load"]
+Stat = Literal["mean", "min", "p50", "p90", "p95", "p99", "p99_9", "max"]
 
 
 class Bounds(TypedDict, total=False):

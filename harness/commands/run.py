@@ -28,13 +28,14 @@ from pathlib import Path
 
 from harness.analysis import validity
 from harness.client.request import ApiKey
-from harness.commands import bench, check, report
+from harness.commands import bench, check
 from harness.commands.bench import Resolved
 from harness.gate.evaluation import evaluate
 from harness.gate.output import write as write_gate
 from harness.load.progress import Progress
 from harness.records import rundir, truth
 from harness.records.record import new_run_id
+from harness.report.build import build as build_report
 from harness.target import traces
 from harness.target.launch import launch_reference_server
 from harness.target.preflight import BUDGET_S, PreflightError
@@ -198,7 +199,7 @@ def _job(args: argparse.Namespace, t: Resolved, key_2: str | None, defaults: Def
         _say(4, "ground truth: not available from this endpoint")
     _say(5, "report")
     tolerances = validity.Tolerances.parse(args.tolerance)
-    written = report.build([directory], limit=args.concurrency_limit, tolerances=tolerances)
+    written = build_report([directory], limit=args.concurrency_limit, tolerances=tolerances)
     _say(6, "gate")
     verdict = evaluate(directory / rundir.SUMMARY_FILE, args.thresholds, args.baseline)
     print(write_gate(verdict, directory / rundir.SUMMARY_FILE, None, None))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from harness.analysis.shape import Summary
 from harness.report import tables
 from harness.report.tables import Table
 
@@ -48,7 +49,7 @@ class RunPart:
     """One run as the page shows it."""
 
     label: str
-    summary: Mapping[str, Any]
+    summary: Summary
     conformance: Mapping[str, Any] | None  # the full conformance result, when there is one
     timeline_png: bytes
 
@@ -90,7 +91,7 @@ def _list(items: Iterable[str]) -> str:
     return f"<ul>{entries}</ul>" if entries else ""
 
 
-def _badges(summary: Mapping[str, Any]) -> str:
+def _badges(summary: Summary) -> str:
     verdict = summary["validity"]["verdict"]
     parts = [badge(verdict, verdict == "VALID")]
     conformance = summary.get("conformance")
@@ -151,10 +152,10 @@ def _limit(part: RunPart) -> str:
     summary = part.summary
     out = f"<h3>{escape(part.label)}</h3>"
     limit_table = tables.limit_table(summary)
-    if limit_table is None:
+    limit = summary.get("limit")
+    if limit_table is None or limit is None:
         out += "<p class='note'>No closed-loop step, or the target's limit is unknown: not judged.</p>"
     else:
-        limit = summary["limit"]
         out += (
             f"<p>Per-key limit {limit['concurrency_limit']} over {limit['keys']} key(s): "
             f"{badge('honoured' if limit['honoured'] else 'NOT honoured', limit['honoured'])} — no 429 expected at "
@@ -174,10 +175,11 @@ def _limit(part: RunPart) -> str:
 def _conformance(part: RunPart) -> str:
     out = f"<h3>{escape(part.label)}</h3>"
     counts = tables.conformance_table(part.summary)
-    if counts is None or part.conformance is None:
+    kept = part.summary.get("conformance")
+    if counts is None or kept is None or part.conformance is None:
         return out + "<p class='note'>No conformance result beside the records (run <code>harness check</code>).</p>"
     out += table(counts)
-    failures = part.summary["conformance"]["failures"]
+    failures = kept["failures"]
     if failures:
         out += "<p><b>Failed checks</b></p>" + _list(f"{f['nodeid']}: {f['message'] or f['outcome']}" for f in failures)
     groups: dict[str, dict[str, int]] = {}
@@ -234,11 +236,13 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
     body.append(_section("summary", "Summary", summary_html))
     body.append(_section("limit", "Concurrency limit and knee", "".join(_limit(p) for p in parts)))
     body.append(_section("conformance", "Conformance", "".join(_conformance(p) for p in parts)))
-    timing = [(p, t) for p in parts if (t := tables.timing_table(p.summary)) is not None]
+    timing = [
+        (p, t, e) for p in parts if (t := tables.timing_table(p.summary)) and (e := p.summary.get("timing_error_ms"))
+    ]
     if timing:
         text = "<p class='note'>The harness's own timings against the reference server's traces.</p>"
-        for p, t in timing:
-            stamps, warn = tables.arrival_stamps(p.summary["timing_error_ms"])
+        for p, t, errors in timing:
+            stamps, warn = tables.arrival_stamps(errors)
             note = (
                 f"<p>{badge('warning', False)} {escape(stamps)}</p>"
                 if warn

@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+from harness.analysis.shape import Stat, StepSummary, Summary
 from harness.records.record import StepInfo
 
 Floats = npt.NDArray[np.float64]
@@ -78,18 +79,19 @@ def cdfs(runs: Sequence[tuple[str, Samples]]) -> bytes:
     return _png(fig)
 
 
-def _levels(summary: Mapping[str, Any]) -> tuple[str, list[tuple[float, Mapping[str, Any]]]]:
+def _levels(summary: Summary) -> tuple[str, list[tuple[float, StepSummary]]]:
     steps = summary["steps"]
     modes = {s["mode"] for s in steps}
     if modes == {"concurrency"}:
         points = [(float(s["concurrency"]), s) for s in steps if s["concurrency"] is not None]
         return "concurrency (users)", sorted(points, key=lambda p: p[0])
     if modes == {"rate"}:
-        return "request rate (req/s)", sorted(((float(s["rate"]), s) for s in steps), key=lambda p: p[0])
+        points = [(float(s["rate"]), s) for s in steps if s["rate"] is not None]
+        return "request rate (req/s)", sorted(points, key=lambda p: p[0])
     return "", []
 
 
-def sweep(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> bytes | None:
+def sweep(runs: Sequence[tuple[str, Summary]]) -> bytes | None:
     """Throughput and p50/p99 latency against concurrency or rate, with the knee and the concurrency limit marked.
 
     None when no run has two load levels of one mode to draw.
@@ -107,7 +109,9 @@ def sweep(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> bytes | None:
         throughput.plot(x, tps, "o-", color=color, label=f"{label} output tokens/s")
         for name, marker in (("ttft", "s"), ("e2e", "o")):
             for q, style in (("p50", "-"), ("p99", "--")):
-                y = [np.nan if s["latency_ms"][name][q] is None else s["latency_ms"][name][q] for _, s in points]
+                stat: Stat = "p50" if q == "p50" else "p99"
+                values = [s["latency_ms"][name][stat] for _, s in points]
+                y = [np.nan if v is None else v for v in values]
                 latency.plot(x, y, marker=marker, linestyle=style, color=color, label=f"{label} {name.upper()} {q}")
         knee = summary.get("knee")
         if knee:
@@ -123,7 +127,7 @@ def sweep(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> bytes | None:
             )
         for ax in (throughput, latency):
             ax.set_xlabel(xlabel)
-    limit = next((s["limit"]["concurrency_limit"] for _, _, _, s in drawable if s.get("limit")), None)
+    limit = next((found["concurrency_limit"] for _, _, _, s in drawable if (found := s.get("limit"))), None)
     if limit is not None:
         for ax in (throughput, latency):
             ax.axvline(limit, color=LIMIT_COLOR, linestyle="--", linewidth=1.2)

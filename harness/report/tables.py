@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis import validity
-
-Summary = Mapping[str, Any]
+from harness.analysis.shape import Stat, StepSummary, Summary, TimingError
+from harness.analysis.shape import Table as Figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def num(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _lat(table: Summary, name: str, q: str) -> float | None:
+def _lat(table: Figures, name: str, q: Stat) -> float | None:
     value: float | None = table["latency_ms"][name][q]
     return value
 
@@ -54,7 +54,7 @@ def plus_minus(bound: float | None) -> str:
     return f"±{bound:.2g}" if bound < 100 else f"±{bound:,.0f}"
 
 
-def _bounded(table: Summary, name: str, q: str) -> str:
+def _bounded(table: Figures, name: str, q: Stat) -> str:
     """A latency statistic with the client's bound beside it, when the summary has bounds."""
     dist = table["latency_ms"][name]
     bound = (dist.get("bounds") or {}).get(q)
@@ -63,7 +63,7 @@ def _bounded(table: Summary, name: str, q: str) -> str:
 
 
 # Per-step columns: header, cell from a step (or overall) table.
-_STEP_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
+_STEP_COLUMNS: list[tuple[str, Callable[[Figures], str]]] = [
     ("ok/total", lambda t: f"{t['requests']['ok']}/{t['requests']['total']}"),
     ("errors", lambda t: pct(t["rates"]["error"])),
     ("429s", lambda t: str(t.get("responses_429", t["requests"]["rate_limited"]))),
@@ -90,16 +90,16 @@ STEP_NOTE = (
 
 # Shown only when a step has them: TTFO differs from TTFT only for reasoning models, and answers are checked only
 # under --response-format or --tools.
-_REASONING_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
+_REASONING_COLUMNS: list[tuple[str, Callable[[Figures], str]]] = [
     ("TTFO p50", lambda t: _bounded(t, "ttfo", "p50") if "ttfo" in t["latency_ms"] else "–"),
     ("TTFO p99", lambda t: _bounded(t, "ttfo", "p99") if "ttfo" in t["latency_ms"] else "–"),
 ]
-_OUTPUT_COLUMNS: list[tuple[str, Callable[[Summary], str]]] = [
+_OUTPUT_COLUMNS: list[tuple[str, Callable[[Figures], str]]] = [
     ("output errors", lambda t: pct(t["rates"].get("output_error"))),
 ]
 
 
-def step_columns(summary: Summary) -> list[tuple[str, Callable[[Summary], str]]]:
+def step_columns(summary: Summary) -> list[tuple[str, Callable[[Figures], str]]]:
     """The per-step columns this summary has values for."""
     tables = [*summary["steps"], summary["overall"]]
     columns = list(_STEP_COLUMNS)
@@ -214,10 +214,10 @@ _METRICS = (
     ("E2E", "e2e"),
     ("E2E from schedule", "e2e_from_scheduled"),
 )
-_SHOWN = ("mean", "p50", "p90", "p99", "p99_9", "max")
+_SHOWN: tuple[Stat, ...] = ("mean", "p50", "p90", "p99", "p99_9", "max")
 
 
-def bounds_table(step: Summary, tolerances: Mapping[str, Any] | None) -> Table | None:
+def bounds_table(step: StepSummary, tolerances: Mapping[str, Any] | None) -> Table | None:
     """One step's latencies, each statistic ± its bound, marked ✗ where the bound is over its tolerance."""
     if not any((step["latency_ms"][key].get("bounds") for _, key in _METRICS)):
         return None
@@ -235,12 +235,12 @@ def bounds_table(step: Summary, tolerances: Mapping[str, Any] | None) -> Table |
             judged = q != "min" and not validity.is_extreme(q, int(dist.get("count") or 0))
             over = judged and bound > max(tol["abs_ms"], tol["rel"] * abs(value))
             cells.append(f"{ms(value)} {plus_minus(bound)}" + (" ✗" if over else ""))
-        worst = max((q for q in _SHOWN if limits.get(q) is not None), key=lambda q: limits[q], default=None)
+        worst = max((q for q in _SHOWN if limits.get(q) is not None), key=lambda q: limits.get(q) or 0.0, default=None)
         rows.append([name, *cells, str(causes.get(worst) or "–") if worst else "–"])
     return Table(["ms", *(q.replace("_", ".") for q in _SHOWN), "largest cause"], rows)
 
 
-def load_line(step: Summary) -> str | None:
+def load_line(step: StepSummary) -> str | None:
     """The load the client offered against the load asked, and the throughput's bound, in one line."""
     offered = step.get("offered")
     if not offered:
@@ -263,13 +263,14 @@ def load_line(step: Summary) -> str | None:
 
 def truth_table(summary: Summary) -> Table | None:
     """Measured statistics against the ground truth's over the same requests, with the bound and whether it held."""
-    cells = (summary.get("timing_error_ms") or {}).get("cells")
+    errors = summary.get("timing_error_ms")
+    cells = errors.get("cells") if errors else None
     if not cells:
         return None
     rows = []
     for name, key in _METRICS[:4]:
         for q in ("p50", "p99", "p99_9", "max"):
-            cell = (cells.get(key) or {}).get(q)
+            cell = cells.get(key, {}).get(q)
             if cell is None:
                 continue
             held = "yes" if cell["covered"] else "NO"
@@ -296,20 +297,21 @@ def timing_table(summary: Summary) -> Table | None:
     if not errors:
         return None
     rows = [
-        [name, str(errors[key]["count"]), ms(errors[key]["p50"]), ms(errors[key]["p99"]), ms(errors[key]["max"])]
-        for name, key in (("TTFT (per request)", "ttft"), ("ITL (per gap)", "itl"))
+        [name, str(dist["count"]), ms(dist["p50"]), ms(dist["p99"]), ms(dist["max"])]
+        for name, dist in (("TTFT (per request)", errors["ttft"]), ("ITL (per gap)", errors["itl"]))
     ]
     return Table(["|measured − true|, ms", "samples", "p50", "p99", "max"], rows)
 
 
-def arrival_stamps(errors: Mapping[str, Any]) -> tuple[str, bool]:
+def arrival_stamps(errors: TimingError) -> tuple[str, bool]:
     """Whose clock took the server's arrivals behind a timing error, in words; True when that is a warning.
 
     A ground-truth TTFT starts at the server's arrival stamp: one its event loop took is late by however long the
     server was busy, and that lateness then counts as the harness's error.
     """
-    by = errors.get("received_by") or {}  # summaries from before it was counted do not say
-    kernel, loop, matched = by.get("kernel", 0), by.get("loop", 0), errors["matched"]
+    by = errors.get("received_by")  # summaries from before it was counted do not say
+    kernel, loop = (by["kernel"], by["loop"]) if by else (0, 0)
+    matched = errors["matched"]
     if loop:
         share = "" if loop == matched else f" for {loop} of {matched} requests"
         return (
@@ -337,7 +339,7 @@ _COMPARED: list[tuple[str, Callable[[Summary], float | None], Callable[[float | 
     ("TPOT p50 (ms)", lambda s: _lat(s["overall"], "tpot", "p50"), ms),
     ("E2E p50 (ms)", lambda s: _lat(s["overall"], "e2e", "p50"), ms),
     ("E2E p99 (ms)", lambda s: _lat(s["overall"], "e2e", "p99"), ms),
-    ("knee (load)", lambda s: (s.get("knee") or {}).get("load"), lambda v: num(v, 0)),
+    ("knee (load)", lambda s: knee["load"] if (knee := s.get("knee")) else None, lambda v: num(v, 0)),
 ]
 
 
@@ -365,7 +367,7 @@ def steps_comparison_table(summaries: Sequence[Summary], labels: Sequence[str]) 
     order: list[str] = []
     for s in summaries:
         order += [step["label"] for step in s["steps"] if step["label"] not in order]
-    columns: list[tuple[str, Callable[[Summary], str]]] = [
+    columns: list[tuple[str, Callable[[Figures], str]]] = [
         ("tok/s", lambda t: num(t["throughput"]["output_tokens_per_s"], 0)),
         ("TTFT p99", lambda t: ms(_lat(t, "ttft", "p99"))),
         ("E2E p99", lambda t: ms(_lat(t, "e2e", "p99"))),

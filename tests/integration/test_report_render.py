@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 
-from harness.commands import report
+from harness.report.build import build as build_report
 from tests.unit.built_runs import conformance_result, sweep_run, write_dir
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -18,7 +18,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 def test_the_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     browser = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     assert browser is not None, "headless Chromium is needed: install the `chromium` system package (apt)"
-    page = report.build([write_dir(tmp_path / "run", sweep_run(), conformance_result(failed=1))], limit=30).html
+    page = build_report([write_dir(tmp_path / "run", sweep_run(), conformance_result(failed=1))], limit=30).html
     shot = tmp_path / "report.png"
     argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--hide-scrollbars", "--window-size=1400,4000", f"--screenshot={shot}", page.as_uri()]  # fmt: skip

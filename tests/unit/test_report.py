@@ -16,11 +16,13 @@ from harness.analysis.frame import latency_samples
 from harness.analysis.summary import build_summary
 from harness.analysis.timeline import timeline
 from harness.cli import main
-from harness.commands import bench, report
+from harness.commands import bench
 from harness.load.prompts import Calibration
 from harness.records import rundir, truth
 from harness.records.record import write_run
 from harness.report import plots, tables
+from harness.report.build import build as build_report
+from harness.report.markdown import markdown
 from tests.unit.built_runs import MS, ORIGIN_NS, conformance_result, sweep_run, write_dir
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +40,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_one_run_writes_the_page_the_markdown_and_a_valid_summary(run_dir: Path) -> None:
-    written = report.build([run_dir], limit=30)
+    written = build_report([run_dir], limit=30)
     assert written.html == run_dir / "report.html" and written.markdown == run_dir / "report.md"
     summary = orjson.loads((run_dir / "summary.json").read_bytes())
     jsonschema.Draft7Validator(schemas.load("summary.json")).validate(summary)
@@ -60,7 +62,7 @@ def test_the_configuration_table_shows_token_lengths_as_the_user_wrote_them(
     built = sweep_run()
     run = dataclasses.replace(built, run=dataclasses.replace(built.run, config=config))
     directory = write_dir(tmp_path / "run", run)
-    report.build([directory], limit=30)
+    build_report([directory], limit=30)
     summary = orjson.loads((directory / "summary.json").read_bytes())
     assert summary["config"]["prompts"]["input_tokens"] == input_tokens
     assert summary["config"]["prompts"]["output_tokens"] == output_tokens
@@ -69,7 +71,7 @@ def test_the_configuration_table_shows_token_lengths_as_the_user_wrote_them(
 
 
 def test_the_step_table_holds_the_values_built_into_the_records(run_dir: Path) -> None:
-    report.build([run_dir], limit=30)
+    build_report([run_dir], limit=30)
     rows = md_rows((run_dir / "report.md").read_text())
     header = rows["step"]
     one, thirty, forty = (dict(zip(header, rows[f"concurrency={n}"], strict=True)) for n in (1, 30, 40))
@@ -96,7 +98,7 @@ def test_the_step_table_holds_the_values_built_into_the_records(run_dir: Path) -
 
 
 def test_the_knee_and_the_limit_of_the_sweep(run_dir: Path) -> None:
-    report.build([run_dir], limit=30)
+    build_report([run_dir], limit=30)
     summary = orjson.loads((run_dir / "summary.json").read_bytes())
     assert summary["knee"]["label"] == "concurrency=30" and summary["knee"]["load"] == 30
     limit = summary["limit"]
@@ -114,7 +116,7 @@ def test_429s_below_the_limit_break_it(tmp_path: Path) -> None:
     run = sweep_run()
     moved = [dataclasses.replace(r, step=1) if r.error_kind == "rate_limited" else r for r in run.requests]
     directory = write_dir(tmp_path / "run", dataclasses.replace(run, requests=moved))
-    report.build([directory], limit=30)
+    build_report([directory], limit=30)
     summary = orjson.loads((directory / "summary.json").read_bytes())
     assert summary["limit"]["honoured"] is False
     assert summary["limit"]["responses_429_at_or_below"] == 10
@@ -123,7 +125,7 @@ def test_429s_below_the_limit_break_it(tmp_path: Path) -> None:
 
 
 def test_the_page_is_self_contained_with_every_section(run_dir: Path) -> None:
-    page = report.build([run_dir], limit=30).html.read_text()
+    page = build_report([run_dir], limit=30).html.read_text()
     assert page.count('src="data:image/png;base64,') == 4  # CDFs, sweep, timeline, lengths
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<script" not in page and "<link" not in page
@@ -136,7 +138,7 @@ def test_the_page_is_self_contained_with_every_section(run_dir: Path) -> None:
 
 
 def test_conformance_failures_reach_the_markdown(run_dir: Path) -> None:
-    text = report.markdown([build_summary(rundir.load(run_dir), limit=30)], ["run"])
+    text = markdown([build_summary(rundir.load(run_dir), limit=30)], ["run"])
     assert "conformance 1/2 ❌" in text
     assert "conformance failed: `test_limits.py::test_check_0` the 31st request was admitted" in text
 
@@ -159,7 +161,7 @@ def test_a_single_step_has_no_sweep_plot(tmp_path: Path) -> None:
     run = sweep_run()
     one = dataclasses.replace(run, steps=run.steps[:1], requests=[r for r in run.requests if r.step == 0])
     directory = write_dir(tmp_path / "one", one)
-    page = report.build([directory]).html.read_text()
+    page = build_report([directory]).html.read_text()
     assert "A single load level: no sweep to draw." in page
     assert page.count("data:image/png;base64,") == 3
 
@@ -201,7 +203,7 @@ def test_ground_truth_gives_the_timing_error(run_dir: Path) -> None:
 
 def test_kernel_stamped_ground_truth_is_said_so(run_dir: Path) -> None:
     truth.write(run_dir / truth.TRUTH_FILE, built_truth(["kernel"]))
-    written = report.build([run_dir], limit=30)
+    written = build_report([run_dir], limit=30)
     line = (
         "- timing error against ground truth: TTFT p99 3.0 ms, ITL p99 0.0 ms "
         "(64 requests; server arrival stamped by the kernel)"
@@ -213,7 +215,7 @@ def test_kernel_stamped_ground_truth_is_said_so(run_dir: Path) -> None:
 
 def test_loop_stamped_ground_truth_warns_that_the_ttft_error_holds_the_server_s_lateness(run_dir: Path) -> None:
     truth.write(run_dir / truth.TRUTH_FILE, built_truth(["kernel", "loop", "loop", "loop"]))
-    written = report.build([run_dir], limit=30)
+    written = build_report([run_dir], limit=30)
     summary = orjson.loads((run_dir / "summary.json").read_bytes())
     jsonschema.Draft7Validator(schemas.load("summary.json")).validate(summary)
     assert summary["timing_error_ms"]["received_by"] == {"kernel": 16, "loop": 48, "unknown": 0}
@@ -232,7 +234,7 @@ def test_ground_truth_from_before_arrivals_were_attributed_says_it_does_not_know
     (run_dir / truth.TRUTH_FILE).write_bytes(
         b"".join(orjson.dumps({k: v for k, v in line.items() if k != "received_by"}) + b"\n" for line in lines)
     )
-    written = report.build([run_dir], limit=30)
+    written = build_report([run_dir], limit=30)
     summary = orjson.loads((run_dir / "summary.json").read_bytes())
     assert summary["timing_error_ms"]["received_by"] == {"kernel": 0, "loop": 0, "unknown": 64}
     assert "(64 requests; the server did not say whose clock took its arrivals)" in written.markdown.read_text()
@@ -253,7 +255,7 @@ def test_several_runs_side_by_side(tmp_path: Path) -> None:
         for r in slow.requests
     ]
     other = write_dir(tmp_path / "b", dataclasses.replace(slow, requests=doubled))
-    written = report.build([base, other], labels="main,pr")
+    written = build_report([base, other], labels="main,pr")
     assert written.html.parent == tmp_path / "compare-main-vs-pr"
     assert (base / "summary.json").exists() and (other / "summary.json").exists()
     rows = md_rows(written.markdown.read_text())
