@@ -30,7 +30,8 @@ import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from harness.records.record import read_run  # noqa: E402
-from harness.target.launch import LaunchedServer, Target, launch_reference_server  # noqa: E402
+from harness.target.endpoint import Target  # noqa: E402
+from harness.target.launch import LaunchedServer, launch_reference_server  # noqa: E402
 from schemas import Profile  # noqa: E402
 
 HARNESS = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]

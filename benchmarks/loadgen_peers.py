@@ -47,7 +47,7 @@ from loadgen_common import (
     pinned,
 )
 
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 from schemas import Profile
 
 VENVS = ROOT / "benchmarks" / ".venvs"

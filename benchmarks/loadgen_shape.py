@@ -36,7 +36,7 @@ from loadgen_peers import PEER_SHAPE_TOOLS, profile_of
 from scipy import stats
 
 from harness.records.record import read_run
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 
 
 def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent:

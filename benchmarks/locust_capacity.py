@@ -37,7 +37,7 @@ from pathlib import Path
 from loadgen_common import ROOT, Measured, ToolRun, abs_p99, ground_truth, machine, pct, score, simulator
 
 from harness.records.record import RunFile, read_run
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 
 SERVER_CPU, TOOL_CPU = 0, 1
 LOCUST = [sys.executable, "-m", "locust"]

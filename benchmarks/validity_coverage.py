@@ -37,7 +37,7 @@ from harness.analysis.shape import TruthCell, Worst
 from harness.analysis.summary import build_summary
 from harness.records import rundir, truth
 from harness.target import traces
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 
 METRICS = ("ttft", "itl", "tpot", "e2e")
 STATS = ("mean", "p50", "p90", "p95", "p99", "p99_9", "max")

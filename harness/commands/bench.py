@@ -1,76 +1,38 @@
 """`harness bench`: generate load against an endpoint, record every request, summarize and judge the run.
 
 With no `--base-url` (and no ANYSCALE_BASE_URL) the reference server's simulator is started for the run.
-Before anything is written the preflight (`harness.target.preflight`) checks the target, the keys, the model and one
-request of the run's kind. Writes `<output-dir>/<run-id>/records.jsonl` and `summary.json` and prints a summary
+Before anything is written the preflight (`harness.target.preflight`) checks the target, the keys, the model and
+one request of the run's kind. The options are parsed once into a `BenchConfig` and a `Target`; the load itself is
+`harness.load.bench.execute`. Writes `<output-dir>/<run-id>/records.jsonl` and `summary.json` and prints a summary
 table. Exit codes: 0 some requests succeeded, 1 none did or the run stopped early, 2 it could not start.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import gc
-import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiohttp
 
 from harness.analysis import validity
 from harness.analysis.slo import Slo
 from harness.analysis.summary import build_summary, write_summary
-from harness.client import selector
-from harness.client.request import ApiKey, ClientConfig, Endpoint, request_body
-from harness.client.session import Client
+from harness.commands.options import floats, header, ints, ramp
+from harness.environment import Environment
 from harness.load.arrivals import ARRIVALS, StepPlan, sweep
+from harness.load.bench import BenchConfig, Prompts, PromptSource, execute, stopped_early
 from harness.load.progress import Progress
-from harness.load.prompts import (
-    Calibration,
-    LengthDistribution,
-    PromptItem,
-    load_jsonl,
-    load_sharegpt,
-    prepare,
-    shuffled,
-    synthetic,
-)
-from harness.load.runner import CalibrationFailed, Runner, calibrate
-from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule, max_error_rate
+from harness.load.prompts import LengthDistribution
+from harness.load.runner import CalibrationFailed
+from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, max_error_rate
 from harness.records import rundir
 from harness.records.outputs import OutputSpec
-from harness.records.record import RecordWriter, RunFile, RunInfo, new_run_id
-from harness.target import preflight
+from harness.report.console import format_table
+from harness.target.endpoint import Target
 from harness.target.launch import launch_reference_server
-from schemas import CHAT_FAMILIES, ChatFamily, family_for_model
-
-_T = TypeVar("_T")
-
-
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError("a header is 'Name: value'")
-    return name.strip(), value.strip()
-
-
-def _ramp(text: str) -> tuple[float, float]:
-    start, sep, end = text.partition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError("a ramp is START:END requests per second")
-    return float(start), float(end)
+from harness.target.preflight import PreflightError, check_target, first_listed_model
+from schemas import CHAT_FAMILIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,9 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes = load.add_mutually_exclusive_group()
     modes.add_argument("--concurrency", type=int, help="closed loop with N users")
     modes.add_argument("--rate", type=float, help="open loop at R requests/s")
-    modes.add_argument("--sweep-concurrency", type=_ints, metavar="N,N,...", help="one closed-loop step per value")
-    modes.add_argument("--sweep-rate", type=_floats, metavar="R,R,...", help="one open-loop step per value")
-    modes.add_argument("--ramp", type=_ramp, metavar="START:END", help="open loop, rate moving linearly")
+    modes.add_argument("--sweep-concurrency", type=ints, metavar="N,N,...", help="one closed-loop step per value")
+    modes.add_argument("--sweep-rate", type=floats, metavar="R,R,...", help="one open-loop step per value")
+    modes.add_argument("--ramp", type=ramp, metavar="START:END", help="open loop, rate moving linearly")
     load.add_argument("--arrival", choices=ARRIVALS, default="poisson")
     load.add_argument("--burstiness", type=float, default=1.0, help="gamma shape: <1 burstier, 1 Poisson")
     load.add_argument("--max-concurrency", type=int, help="cap on requests in flight in open loop")
@@ -133,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--header",
         action="append",
         default=[],
-        type=_header,
+        type=header,
         metavar="'NAME: VALUE'",
         help="an extra header on every request (repeatable), e.g. 'x-fault: stall:500' for the simulator",
     )
@@ -213,47 +175,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    base_url: str
-    keys: tuple[ApiKey, ...]
-    model: str | None
-    description: str
-    preflight: Mapping[str, Any] | None = None  # what the preflight found, recorded in the run's config
-
-
-def checked(
-    target: Resolved,
-    endpoint: Endpoint,
-    exact_lengths: bool,
-    headers: Sequence[tuple[str, str]],
-    *,
-    without_refused: bool = False,
-    budget_s: float = preflight.BUDGET_S,
-) -> Resolved:
-    """The target after its preflight: base URL and model as found, and what was found in `preflight`.
-
-    Raises `preflight.PreflightError` (one line) when the target cannot be run against — also when it refuses the
-    extension fields, unless `without_refused` (the run then goes without them: see `refused_fields`).
-    Prints the preflight's notices.
-    """
-    first, *others = target.keys
-    others_named = [(k.name, k.secret) for k in others]
-    check = preflight.Preflight(first.secret, headers, other_keys=others_named, budget_s=budget_s)
-    found = check.find(target.base_url, target.model)
-    config = ClientConfig(base_url=found.base_url, model=found.model, endpoint=endpoint)
-    extra = preflight.probe_extra(exact_lengths)
-    body = request_body(config, preflight.PROBE_MESSAGES, preflight.PROBE_PROMPT, preflight.PROBE_TOKENS, extra)
-    if (refusal := check.probe(found, endpoint, body)) is not None:
-        if not without_refused:
-            raise refusal.error()
-        found = preflight.with_refusal(found, refusal)
-    for notice in found.notices:
-        print(f"notice: {notice}", file=sys.stderr)
-    return replace(target, base_url=found.base_url, model=found.model, preflight=found.config())
-
-
-def _plans(args: argparse.Namespace) -> list[StepPlan]:
+def plans(args: argparse.Namespace) -> tuple[StepPlan, ...]:
+    """The steps the options ask for (ValueError when a step cannot be run)."""
     duration = args.duration if args.duration is not None or args.requests is not None else 20.0
     template = StepPlan(
         0,
@@ -270,240 +193,85 @@ def _plans(args: argparse.Namespace) -> list[StepPlan]:
         send_ahead_s=args.send_ahead_ms / 1000,
     )
     if args.sweep_concurrency:
-        return sweep(template, concurrencies=args.sweep_concurrency)
+        return tuple(sweep(template, concurrencies=args.sweep_concurrency))
     if args.sweep_rate:
-        return sweep(template, rates=args.sweep_rate)
+        return tuple(sweep(template, rates=args.sweep_rate))
     if args.rate is not None:
-        return [replace(template, mode="rate", rate=args.rate)]
+        return (replace(template, mode="rate", rate=args.rate),)
     if args.ramp is not None:
-        return [replace(template, mode="ramp", rate=args.ramp[0], rate_end=args.ramp[1])]
-    return [replace(template, concurrency=args.concurrency or 1)]
+        return (replace(template, mode="ramp", rate=args.ramp[0], rate_end=args.ramp[1]),)
+    return (replace(template, concurrency=args.concurrency or 1),)
 
 
-def _connections(plans: Sequence[StepPlan]) -> int:
-    """Enough connections that no request ever waits for one; 0 (no limit) for an uncapped open loop."""
-    sizes = [p.concurrency if p.mode == "concurrency" else p.max_concurrency for p in plans]
-    return 0 if any(s is None for s in sizes) else max(s for s in sizes if s is not None) + 4
-
-
-def _items(args: argparse.Namespace, calibration: Calibration) -> list[PromptItem]:
-    if args.prompts is not None:
-        return shuffled(load_jsonl(args.prompts, int(args.output_tokens.mean)), args.seed)
-    if args.sharegpt is not None:
-        return shuffled(load_sharegpt(args.sharegpt, calibration), args.seed)
-    return synthetic(args.num_prompts, args.input_tokens, args.output_tokens, seed=args.seed, calibration=calibration)
-
-
-def _output(args: argparse.Namespace) -> OutputSpec | None:
-    spec = OutputSpec.parse(args.response_format, args.tools, args.tool_choice)
-    if spec is not None and args.endpoint != "chat":
+def config_of(args: argparse.Namespace) -> BenchConfig:
+    """The options as one frozen configuration (ValueError on options that cannot go together)."""
+    output = OutputSpec.parse(args.response_format, args.tools, args.tool_choice)
+    if output is not None and args.endpoint != "chat":
         raise ValueError("--response-format and --tools need --endpoint chat")
-    return spec
-
-
-async def _first_model(base_url: str, key: ApiKey) -> str:
-    headers = {"Authorization": f"Bearer {key.secret}"}
-    async with aiohttp.ClientSession() as session, session.get(f"{base_url}/models", headers=headers) as resp:
-        body = await resp.json()
-    return str(body["data"][0]["id"])
-
-
-async def _bench(args: argparse.Namespace, target: Resolved, progress_enabled: bool) -> tuple[RunFile, Path]:
-    plans = _plans(args)
-    model = target.model or await _first_model(target.base_url.rstrip("/"), target.keys[0])
-    family: ChatFamily | None = args.chat_template_family or family_for_model(model)
-    output = _output(args)
-    # A structured answer ends where its value does: lengths forced by ignore_eos/min_tokens would mean nothing.
-    exact_lengths = args.exact_lengths and output is None
-    config = ClientConfig(
-        base_url=target.base_url,
-        model=model,
+    source: PromptSource = "jsonl" if args.prompts else "sharegpt" if args.sharegpt else "synthetic"
+    prompts = Prompts(
+        source=source,
+        file=args.prompts or args.sharegpt,
+        input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens,
+        count=args.num_prompts,
+        exact_lengths=args.exact_lengths,
+        calibrate=args.calibrate,
+        family=args.chat_template_family,
+    )
+    return BenchConfig(
+        plans=plans(args),
         endpoint=args.endpoint,
         profile=args.profile,
+        prompts=prompts,
         on_429=args.on_429,
         max_retries=args.max_retries,
-        request_timeout_s=args.timeout,
+        timeout_s=args.timeout,
         validate_chunks=args.validate_chunks,
         trace_timing=args.trace_timing,
-        extra_headers=tuple(args.header),
+        headers=tuple(args.header),
         output=output,
+        stop_error_rate=args.stop_error_rate,
+        seed=args.seed,
+        output_dir=args.output_dir,
+        run_id=args.run_id,
+        uvloop=args.uvloop,
     )
-    client = Client(config, target.keys, connections=_connections(plans), origin_ns=0, seed=args.seed)
-    async with client:
-        calibration = Calibration()
-        if args.calibrate and args.prompts is None:
-            calibration, warnings = await calibrate(client, family, args.seed)
-            for warning in warnings:
-                print(f"warning: {warning}", file=sys.stderr)
-        prepared = prepare(client.config, _items(args, calibration), family, exact_lengths)
-        run_id = args.run_id or new_run_id()
-        run_config = _run_config(args, plans, calibration, target)
-        info = RunInfo.start(
-            run_id,
-            target={
-                "base_url": target.base_url,
-                "model": model,
-                "profile": args.profile,
-                "endpoint": args.endpoint,
-                "description": target.description,
-                "keys": [k.name for k in target.keys],
-            },
-            config=run_config,
-        )
-        client.origin_ns = info.origin_ns
-        directory = args.output_dir / run_id
-        progress = Progress(progress_enabled)
-        with RecordWriter(directory / "records.jsonl", info) as writer:
-            runner = Runner(client, info, prepared, writer, progress, stop_rule=StopRule(args.stop_error_rate))
-            await runner.execute(plans)
-    return RunFile(info, runner.steps, runner.records), directory
 
 
-def _run_config(
-    args: argparse.Namespace, plans: Sequence[StepPlan], calibration: Calibration, target: Resolved
-) -> dict[str, Any]:
-    source = "jsonl" if args.prompts else "sharegpt" if args.sharegpt else "synthetic"
-    return {
-        "steps": [p.label for p in plans],
-        "duration_s": plans[0].duration_s,
-        "requests": plans[0].requests,
-        "warmup_s": args.warmup,
-        "warmup_requests": args.warmup_requests,
-        "seed": args.seed,
-        "on_429": args.on_429,
-        "validate_chunks": args.validate_chunks,
-        "output": None if (spec := _output(args)) is None else spec.describe(),
-        "prompts": {
-            "source": source,
-            "file": str(args.prompts or args.sharegpt or "") or None,
-            "input_tokens": None if source != "synthetic" else str(args.input_tokens),
-            "output_tokens": None if source == "sharegpt" else str(args.output_tokens),
-            "exact_lengths": args.exact_lengths and _output(args) is None,
-            "calibration": {
-                "overhead_tokens": calibration.overhead_tokens,
-                "tokens_per_word": calibration.tokens_per_word,
-                "measured": calibration.measured,
-            },
-        },
-        "uvloop": args.uvloop,
-        "send_ahead_ms": args.send_ahead_ms,
-        "stop_error_rate": args.stop_error_rate,
-        "preflight": dict(target.preflight) if target.preflight is not None else None,  # None: skipped
-    }
-
-
-def _ms(dist: Mapping[str, Any], name: str) -> str:
-    value = dist.get(name)
-    return "-" if value is None else f"{value:.1f}"
-
-
-def format_table(summary: Mapping[str, Any]) -> str:
-    """The summary as a fixed-width table, one row per step."""
-    head = (
-        "step",
-        "ok/total",
-        "err%",
-        "429%",
-        "req/s",
-        "tok/s",
-        "TTFT p50/p99",
-        "ITL p50/p99",
-        "E2E p50/p99",
-        "E2E* p99",
-        "verdict",
-    )
-    rows = [head]
-    for s in summary["steps"]:
-        lat = s["latency_ms"]
-        rates = s["rates"]
-        rows.append(
-            (
-                s["label"],
-                f"{s['requests']['ok']}/{s['requests']['total']}",
-                "-" if rates["error"] is None else f"{rates['error']:.1%}",
-                "-" if rates["rate_limited"] is None else f"{rates['rate_limited']:.1%}",
-                f"{s['throughput']['requests_per_s']:.2f}",
-                f"{s['throughput']['output_tokens_per_s']:.0f}",
-                f"{_ms(lat['ttft'], 'p50')}/{_ms(lat['ttft'], 'p99')}",
-                f"{_ms(lat['itl'], 'p50')}/{_ms(lat['itl'], 'p99')}",
-                f"{_ms(lat['e2e'], 'p50')}/{_ms(lat['e2e'], 'p99')}",
-                _ms(lat["e2e_from_scheduled"], "p99"),
-                s.get("validity", {}).get("verdict", "-"),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    run_validity = summary.get("validity", {})
-    lines.append("")
-    lines.append("latencies in ms; E2E* is measured from the scheduled time")
-    lines.append(f"run {summary['run_id']}: {run_validity.get('verdict', '-')}")
-    word = run_validity.get("verdict", "INVALID")
-    lines += [f"  {word}: {r}" for r in run_validity.get("reasons", [])]
-    lines += [f"  warning: {w}" for w in run_validity.get("warnings", [])]
-    return "\n".join(lines)
-
-
-def freeze_heap() -> None:
-    """Leave everything start-up allocated out of every later garbage collection.
-
-    After the imports (pandas, aiohttp, …) a full collection walks ~70,000 objects — 45 ms on a 2-core VM here —
-    and it comes whenever enough new objects have survived, stopping the event loop in the middle of the timestamps.
-    Frozen objects are never walked again; what the run itself allocates is collected as usual.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def run_async(main: Callable[[], Coroutine[Any, Any, _T]], use_uvloop: bool) -> _T:
-    """Run the load on uvloop, or on asyncio's own loop with the timed selector that tightens the error bounds."""
-    freeze_heap()
-    if use_uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main())
-    with asyncio.Runner(loop_factory=selector.new_event_loop) as runner:
-        return runner.run(main())
+def _target(args: argparse.Namespace, env: Environment, stack: contextlib.ExitStack) -> Target:
+    """The endpoint given (checked by its preflight unless told not to), or a simulator started for the run."""
+    base_url = args.base_url or env.base_url
+    if base_url:
+        secrets = args.api_key or ([env.api_key] if env.api_key else [])
+        if not secrets:
+            raise ValueError("an API key is needed (--api-key or ANYSCALE_API_KEY)")
+        given = Target.of(base_url, secrets, args.model or "", base_url)
+    else:
+        server = stack.enter_context(
+            launch_reference_server(profile=args.profile, concurrency_limit=args.sim_concurrency_limit,
+                                    model=args.model, extra_args=args.sim_arg, keys=max(2, args.sim_keys))
+        )  # fmt: skip
+        given = replace(server.target, keys=server.target.keys[: args.sim_keys])
+    if args.preflight:
+        return check_target(given.base_url, given.keys, given.model or None, given.description, args.endpoint,
+                            args.exact_lengths, args.header)  # fmt: skip
+    return given if given.model else replace(given, model=first_listed_model(given.base_url, given.api_key))
 
 
 def run(args: argparse.Namespace) -> int:
-    base_url = args.base_url or os.environ.get("ANYSCALE_BASE_URL")
-    secrets = args.api_key or ([os.environ["ANYSCALE_API_KEY"]] if os.environ.get("ANYSCALE_API_KEY") else [])
-    progress = args.progress and Progress.wanted(sys.stderr, os.environ.get("CI", "").lower() in ("1", "true"))
+    env = Environment.read()
     try:
-        _plans(args)
+        config = config_of(args)
         tolerances = validity.Tolerances.parse(args.tolerance)
     except ValueError as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 2
+    progress = args.progress and Progress.wanted(sys.stderr, env.ci)
     with contextlib.ExitStack() as stack:
-        if base_url:
-            if not secrets:
-                print("harness bench: an API key is needed (--api-key or ANYSCALE_API_KEY)", file=sys.stderr)
-                return 2
-            keys = tuple(ApiKey(f"key-{i}", s) for i, s in enumerate(secrets, start=1))
-            target = Resolved(base_url, keys, args.model, base_url)
-        else:
-            limit = args.sim_concurrency_limit
-            server = stack.enter_context(
-                launch_reference_server(
-                    profile=args.profile,
-                    concurrency_limit=limit,
-                    model=args.model,
-                    extra_args=args.sim_arg,
-                    keys=max(2, args.sim_keys),
-                )
-            )
-            t = server.target
-            secrets = [t.api_key] + ([t.api_key_2] if args.sim_keys > 1 and t.api_key_2 else [])
-            keys = tuple(ApiKey(f"key-{i}", s) for i, s in enumerate(secrets, start=1))
-            target = Resolved(t.base_url, keys, t.model, t.description)
         try:
-            if args.preflight:
-                target = checked(target, args.endpoint, args.exact_lengths, args.header)
-            run_file, directory = run_async(lambda: _bench(args, target, progress), args.uvloop)
-        except (ValueError, OSError, preflight.PreflightError, CalibrationFailed) as exc:
+            run_file, directory = execute(config, _target(args, env, stack), progress)
+        except (ValueError, OSError, PreflightError, CalibrationFailed) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2
     kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None)
@@ -511,16 +279,9 @@ def run(args: argparse.Namespace) -> int:
     path = write_summary(directory, summary)
     print(format_table(summary))
     print(f"records: {directory / 'records.jsonl'}\nsummary: {path}")
-    if summary["validity"]["verdict"] == "UNUSABLE":
-        if (reason := stopped_early(run_file)) is not None:
-            print(f"stopped early: {reason}")
-        return 2
-    if (reason := stopped_early(run_file)) is not None:
+    reason = stopped_early(run_file)
+    if reason is not None:
         print(f"stopped early: {reason}")
-        return 1
-    return 0
-
-
-def stopped_early(run_file: RunFile) -> str | None:
-    """Why the run stopped before its plan was done (the stop rule's reason on its last step line), or None."""
-    return next((s.stopped_early for s in run_file.steps if s.stopped_early is not None), None)
+    if summary["validity"]["verdict"] == "UNUSABLE":
+        return 2
+    return 1 if reason is not None else 0

@@ -18,27 +18,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import dataclasses
 import importlib.util
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis import validity
-from harness.client.request import ApiKey
-from harness.commands import bench, check
-from harness.commands.bench import Resolved
+from harness.commands.options import users
+from harness.conformance.session import CheckConfig
+from harness.conformance.session import execute as execute_checks
+from harness.environment import Environment
 from harness.gate.evaluation import evaluate
 from harness.gate.output import write as write_gate
+from harness.load.arrivals import StepPlan, sweep
+from harness.load.bench import BenchConfig, Prompts, execute, stopped_early
 from harness.load.progress import Progress
+from harness.load.prompts import LengthDistribution
 from harness.records import rundir, truth
 from harness.records.record import new_run_id
 from harness.report.build import build as build_report
 from harness.target import traces
-from harness.target.launch import launch_reference_server
-from harness.target.preflight import BUDGET_S, PreflightError
+from harness.target.endpoint import Target
+from harness.target.launch import launch_reference_server, yield_cpu
+from harness.target.preflight import BUDGET_S, PreflightError, check_target
 
 # The server's own memory default on CPU (0.3 of RAM) is kept: at 0.1 the worker's RSS alone (torch and the model)
 # exceeds what vLLM may reserve on a 24 GiB machine, and it refuses to start ("No available memory for the cache").
@@ -81,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ground-truth", action="store_true", help="fetch ground-truth timings from an external reference server"
     )
     load = parser.add_argument_group("load")
-    load.add_argument("--sweep", type=_users, default=[1, 8, 30, 32, 40], metavar="N,N,...", help="users per step")
+    load.add_argument("--sweep", type=users, default=[1, 8, 30, 32, 40], metavar="N,N,...", help="users per step")
     load.add_argument("--duration", type=float, help="measured seconds per step (default: by engine, 15 s on vllm)")
     load.add_argument("--warmup", type=float, help="warm-up seconds per step")
     load.add_argument("--input-tokens", type=int, help="prompt length in tokens")
@@ -102,96 +106,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def _process_tree(pid: int) -> list[int]:
-    """The process and its descendants (Linux /proc; empty elsewhere)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # The command name (field 2) may hold spaces; the parent pid is the second field after it.
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    tree = [pid]
-    for current in tree:
-        tree += [child for child, parent in parents.items() if parent == current]
-    return tree if pid in parents else []
-
-
-def _yield_cpu(pid: int, niceness: int = 10) -> None:
-    """Lower the CPU priority of every thread of a started server and its engine processes.
-
-    On a machine shared by the server and the client, the client is the instrument: it uses little CPU but must
-    wake on time, or its timestamps (and the run's validity) suffer from the engine's busy threads.
-    """
-    for process in _process_tree(pid):
-        for task in Path(f"/proc/{process}/task").glob("[0-9]*"):
-            with contextlib.suppress(OSError, ValueError):
-                os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
-
-
-def _users(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("a sweep is a comma-separated list of user counts of at least 1")
-    return values
-
-
 def _say(n: int, text: str) -> None:
     print(f"[{n}/6] {text}", flush=True)
 
 
-def _conformance(args: argparse.Namespace, t: Resolved, key_2: str | None, directory: Path, run_id: str) -> str:
-    parser = argparse.ArgumentParser()
-    check.add_arguments(parser)
-    argv = ["--base-url", t.base_url, "--api-key", t.keys[0].secret, "--profile", args.profile]
-    argv += ["--concurrency-limit", str(args.concurrency_limit), "--release-timeout", "60", "--request-timeout", "300"]
-    argv += ["--run-id", run_id, "--output-dir", str(directory / "conformance"), "-q", "--no-preflight"]
-    argv += ["--api-key-2", key_2] if key_2 else []
-    argv += ["--model", t.model] if t.model else []
-    code = check.run(parser.parse_args(argv))
+def _conformance(args: argparse.Namespace, t: Target, directory: Path, run_id: str) -> str:
+    config = CheckConfig(
+        output_dir=directory / "conformance",
+        run_id=run_id,
+        base_url=t.base_url,
+        api_key=t.api_key,
+        api_key_2=t.api_key_2,
+        model=t.model,
+        profile=args.profile,
+        concurrency_limit=args.concurrency_limit,
+        request_timeout_s=300.0,
+        release_timeout_s=60.0,
+        quiet=True,
+    )
+    code = execute_checks(config)
     return "passed" if code == 0 else "FAILED" if code == 1 else f"could not run (exit {code})"
 
 
-def _sweep(args: argparse.Namespace, t: Resolved, defaults: Defaults, run_id: str, traced: bool) -> Path:
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    argv = ["--sweep-concurrency", ",".join(map(str, args.sweep))]
-    for option, given, default in (
-        ("--duration", args.duration, defaults.duration_s),
-        ("--warmup", args.warmup, defaults.warmup_s),
-        ("--input-tokens", args.input_tokens, defaults.input_tokens),
-        ("--output-tokens", args.output_tokens, defaults.output_tokens),
-    ):
-        argv += [option, str(default if given is None else given)]
-    argv += ["--on-429", "retry", "--max-retries", "20", "--timeout", "300", "--validate-chunks"]
-    argv += ["--profile", args.profile, "--output-dir", str(args.output_dir), "--run-id", run_id]
-    argv += ["--trace-timing"] if traced else []
-    argv += ["--no-ignore-eos"] if (t.preflight or {}).get("refused_fields") else []
-    bench_args = parser.parse_args(argv)
-    progress = args.progress and Progress.wanted(sys.stderr, os.environ.get("CI", "").lower() in ("1", "true"))
-    # The bench's own driver, given the target resolved here (so that it is described as this job knows it).
-    run_file, directory = bench.run_async(lambda: bench._bench(bench_args, t, progress), use_uvloop=False)
+def sweep_config(args: argparse.Namespace, t: Target, defaults: Defaults, run_id: str, traced: bool) -> BenchConfig:
+    """The load sweep across the limit: closed loops whose users wait out their 429s as Retry-After says."""
+    template = StepPlan(
+        0,
+        "concurrency",
+        concurrency=1,
+        warmup_s=defaults.warmup_s if args.warmup is None else args.warmup,
+        duration_s=defaults.duration_s if args.duration is None else args.duration,
+    )
+    prompts = Prompts(
+        input_tokens=LengthDistribution(
+            "fixed", defaults.input_tokens if args.input_tokens is None else args.input_tokens
+        ),
+        output_tokens=LengthDistribution(
+            "fixed", defaults.output_tokens if args.output_tokens is None else args.output_tokens
+        ),
+        exact_lengths=not (t.preflight or {}).get("refused_fields"),
+    )
+    return BenchConfig(
+        plans=tuple(sweep(template, concurrencies=args.sweep)),
+        profile=args.profile,
+        prompts=prompts,
+        on_429="retry",
+        max_retries=20,
+        timeout_s=300.0,
+        validate_chunks=True,
+        trace_timing=traced,
+        output_dir=args.output_dir,
+        run_id=run_id,
+    )
+
+
+def _sweep(config: BenchConfig, t: Target, progress: bool) -> Path:
+    run_file, directory = execute(config, t, progress)
     print(f"      {sum(1 for r in run_file.requests if not r.warmup)} measured requests in {len(run_file.steps)} steps")
-    if (reason := bench.stopped_early(run_file)) is not None:
+    if (reason := stopped_early(run_file)) is not None:
         print(f"      stopped early: {reason}", flush=True)
     return directory
 
 
-def _ground_truth(t: Resolved, directory: Path) -> int:
+def _ground_truth(t: Target, directory: Path) -> int:
     run = rundir.load(directory).run
-    root = t.base_url.rstrip("/").removesuffix("/v1")
-    found = asyncio.run(traces.fetch(root, t.keys[0].secret, [r for r in run.requests if not r.warmup]))
+    found = asyncio.run(traces.fetch(t.root_url, t.api_key, [r for r in run.requests if not r.warmup]))
     return truth.write(directory / truth.TRUTH_FILE, found)
 
 
-def _job(args: argparse.Namespace, t: Resolved, key_2: str | None, defaults: Defaults, traced: bool) -> int:
-    run_id = args.run_id
+def _job(args: argparse.Namespace, t: Target, run_id: str, defaults: Defaults, traced: bool) -> int:
     directory = args.output_dir / run_id
     if args.conformance:
         _say(2, "conformance suite")
-        print(f"      conformance {_conformance(args, t, key_2, directory, run_id)}", flush=True)
+        print(f"      conformance {_conformance(args, t, directory, run_id)}", flush=True)
     else:
         _say(2, "conformance suite skipped (--no-conformance)")
     _say(3, f"load sweep over {','.join(map(str, args.sweep))} users (limit {args.concurrency_limit} per key)")
-    _sweep(args, t, defaults, run_id, traced)
+    progress = args.progress and Progress.wanted(sys.stderr, Environment.read().ci)
+    one_key = dataclasses.replace(t, keys=t.keys[:1])  # the limit is per key: the sweep crosses it with one
+    _sweep(sweep_config(args, one_key, defaults, run_id, traced), one_key, progress)
     if traced:
         _say(4, "ground truth from the server's traces")
         print(f"      {_ground_truth(t, directory)} traces", flush=True)
@@ -221,17 +214,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     validity.Tolerances.parse(args.tolerance)  # a bad one stops the job before anything starts (ValueError: exit 2)
-    args.run_id = args.run_id or new_run_id()
-    directory = args.output_dir / args.run_id
+    run_id = args.run_id or new_run_id()
+    directory = args.output_dir / run_id
     if args.base_url:
-        secret = args.api_key or os.environ.get("ANYSCALE_API_KEY")
+        secret = args.api_key or Environment.read().api_key
         if not secret:
             print("harness run: an API key is needed (--api-key or ANYSCALE_API_KEY)", file=sys.stderr)
             return 2
         _say(1, f"target {args.base_url}")
-        target = _checked(Resolved(args.base_url, (ApiKey("key-1", secret),), args.model, args.base_url))
+        secrets = [secret, *([args.api_key_2] if args.api_key_2 else [])]
+        target = _checked(Target.of(args.base_url, secrets, args.model or "", args.base_url))
         directory.mkdir(parents=True, exist_ok=True)
-        return _job(args, target, args.api_key_2, DEFAULTS["url"], args.ground_truth)
+        return _job(args, target, run_id, DEFAULTS["url"], args.ground_truth)
     if args.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         print(VLLM_MISSING, file=sys.stderr)
         return 2
@@ -251,16 +245,18 @@ def _run(args: argparse.Namespace) -> int:
         event_loop="asyncio",
     ) as server:
         s = server.target
-        _yield_cpu(server.process.pid)
+        yield_cpu(server.process.pid)
         print(f"      {s.base_url} serving {s.model} (at lower CPU priority than the client)", flush=True)
-        description = f"reference server ({args.engine} engine)"
+        described = dataclasses.replace(s, description=f"reference server ({args.engine} engine)")
         # Its own server's first answer may come slowly (an engine warming up): no 10-second budget for that.
-        target = _checked(Resolved(s.base_url, (ApiKey("key-1", s.api_key),), s.model, description), budget_s=120)
-        return _job(args, target, s.api_key_2, DEFAULTS[args.engine], True)
+        return _job(args, _checked(described, budget_s=120), run_id, DEFAULTS[args.engine], True)
 
 
-def _checked(target: Resolved, budget_s: float = BUDGET_S) -> Resolved:
-    """The preflight of the sweep's requests (chat, exact lengths): a refusal of the extension fields is no stop."""
-    checked = bench.checked(target, "chat", True, (), without_refused=True, budget_s=budget_s)
+def _checked(target: Target, budget_s: float = BUDGET_S) -> Target:
+    """The preflight of the sweep's requests (chat, exact lengths, the first key): a refusal of the extension fields
+    is no stop. The second key, when there is one, goes on with the target for the conformance suite's per-key
+    check, which is where a wrong one shows."""
+    checked = check_target(target.base_url, target.keys[:1], target.model or None, target.description, "chat", True,
+                           (), without_refused=True, budget_s=budget_s)  # fmt: skip
     print(f"      preflight: {checked.base_url} serves {checked.model}", flush=True)
-    return checked
+    return dataclasses.replace(checked, keys=target.keys)

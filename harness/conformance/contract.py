@@ -16,7 +16,7 @@ from typing import Any, Literal
 from jsonschema import Draft7Validator
 
 import schemas
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 from schemas import CHAT_FAMILIES, ChatFamily, Profile
 
 Kind = Literal["chat", "completion"]

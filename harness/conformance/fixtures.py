@@ -15,7 +15,7 @@ from harness.conformance.contract import KINDS, PATHS, Contract, Kind, Settings
 from harness.conformance.endpoint import Api, Reply
 from harness.conformance.events import StreamReply
 from harness.conformance.features import Features
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 
 if TYPE_CHECKING:
     import openai

@@ -27,7 +27,8 @@ from harness.conformance.fixtures import (
     target,
 )
 from harness.conformance.result import ResultCollector, write
-from harness.target.launch import DEFAULT_MODEL, Target, launch_reference_server
+from harness.target.endpoint import Target
+from harness.target.launch import DEFAULT_MODEL, launch_reference_server
 
 __all__ = [
     "api",
@@ -105,14 +106,13 @@ def prepare(config: pytest.Config) -> Settings:
         key = opt("api_key") or os.environ.get("ANYSCALE_API_KEY")
         if not key:
             raise pytest.UsageError("--api-key (or $ANYSCALE_API_KEY) is required with a base URL")
-        target = Target(
+        target = Target.of(
             base_url,
-            key,
+            [key, *([second] if (second := opt("api_key_2")) else [])],
             opt("model") or DEFAULT_MODEL,
-            opt("profile"),
-            opt("concurrency_limit"),
-            opt("api_key_2"),
             "the endpoint given by --base-url or $ANYSCALE_BASE_URL",
+            profile=opt("profile"),
+            concurrency_limit=opt("concurrency_limit"),
         )
     else:
         stack = contextlib.ExitStack()

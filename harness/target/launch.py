@@ -1,4 +1,4 @@
-"""The endpoint under test, and launching the reference server as a subprocess when none is given.
+"""Launching servers to measure: the reference server (when no endpoint is given) and vLLM's own, as subprocesses.
 
 The harness talks to servers over HTTP only: the reference server is started as `python -m reference_server`,
 never imported.
@@ -7,6 +7,7 @@ never imported.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.target.endpoint import Target
 from schemas import Profile
 
 DEFAULT_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
@@ -30,23 +32,6 @@ _READY = re.compile(r"reference server ready at (http://\S+)/v1")
 # The reference server's `--event-loop`: on asyncio's loop its traces take each request's arrival from the kernel,
 # on uvloop (faster) from when the loop read it.
 EventLoop = Literal["asyncio", "uvloop"]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where requests go: `base_url` ends in `/v1`, as the OpenAI SDK and the spec's ANYSCALE_BASE_URL have it."""
-
-    base_url: str
-    api_key: str
-    model: str
-    profile: Profile = "anyscale"
-    concurrency_limit: int = 30
-    api_key_2: str | None = None
-    description: str = ""
-
-    @property
-    def root_url(self) -> str:
-        return self.base_url.removesuffix("/").removesuffix("/v1")
 
 
 @dataclass(slots=True)
@@ -194,19 +179,10 @@ def launch_reference_server(
     env = {k: v for k, v in os.environ.items() if k not in ("ANYSCALE_API_KEY", "REFERENCE_SERVER_API_KEYS")}
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
-    launched = LaunchedServer(
-        Target(
-            "",
-            api_keys[0],
-            model or (EMBEDDED_MODEL if engine == "vllm" else DEFAULT_MODEL),
-            profile,
-            concurrency_limit,
-            api_keys[1] if keys > 1 else None,
-            f"reference server ({engine}, pid {process.pid})",
-        ),
-        process,
-        log_path,
-    )
+    served = model or (EMBEDDED_MODEL if engine == "vllm" else DEFAULT_MODEL)
+    description = f"reference server ({engine}, pid {process.pid})"
+    target = Target.of("", api_keys, served, description, profile=profile, concurrency_limit=concurrency_limit)
+    launched = LaunchedServer(target, process, log_path)
     found: list[str] = []
     ready = threading.Event()
 
@@ -237,10 +213,32 @@ def launch_reference_server(
         if not found:
             tail = "".join(launched.log_lines[-30:])
             raise RuntimeError(f"the reference server exited (code {process.wait()}) before serving:\n{tail}")
-        t = launched.target
-        launched.target = Target(
-            f"{found[0]}/v1", t.api_key, t.model, t.profile, t.concurrency_limit, t.api_key_2, t.description
-        )
+        launched.target = dataclasses.replace(launched.target, base_url=f"{found[0]}/v1")
         yield launched
     finally:
         _stop(process)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """The process and its descendants (Linux /proc; empty elsewhere)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name (field 2) may hold spaces; the parent pid is the second field after it.
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree = [pid]
+    for current in tree:
+        tree += [child for child, parent in parents.items() if parent == current]
+    return tree if pid in parents else []
+
+
+def yield_cpu(pid: int, niceness: int = 10) -> None:
+    """Lower the CPU priority of every thread of a started server and its engine processes.
+
+    On a machine shared by the server and the client, the client is the instrument: it uses little CPU but must
+    wake on time, or its timestamps (and the run's validity) suffer from the engine's busy threads.
+    """
+    for process in _process_tree(pid):
+        for task in Path(f"/proc/{process}/task").glob("[0-9]*"):
+            with contextlib.suppress(OSError, ValueError):
+                os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -25,10 +26,11 @@ from typing import Any
 
 import orjson
 
-from harness.client.request import PATHS, Endpoint, exact_length_body
+from harness.client.request import PATHS, ApiKey, ClientConfig, Endpoint, exact_length_body, request_body
 from harness.records.record import Record
 from harness.records.sse import SSEError, SSEParser
 from harness.records.stream import StreamState
+from harness.target.endpoint import Target
 
 BUDGET_S = 9.0  # the whole preflight: a command that cannot run says so within 10 s
 EXTENSIONS: tuple[str, ...] = tuple(exact_length_body(1))  # the vLLM sampling fields that OpenAI does not define
@@ -333,3 +335,42 @@ def with_refusal(found: Found, refusal: Refusal) -> Found:
     """The target found, going on without the fields it refused (`harness run`)."""
     notice = f"{refusal.describe()}: the load goes without them, so output lengths are the model's own"
     return replace(found, notices=(*found.notices, notice), refused=refusal.fields)
+
+
+def check_target(
+    base_url: str,
+    keys: Sequence[ApiKey],
+    model: str | None,
+    description: str,
+    endpoint: Endpoint,
+    exact_lengths: bool,
+    headers: Sequence[tuple[str, str]],
+    *,
+    without_refused: bool = False,
+    budget_s: float = BUDGET_S,
+) -> Target:
+    """The target once its preflight passed: base URL and model as found (None: the first listed), and what was
+    found in `preflight`. Prints the preflight's notices.
+
+    Raises `PreflightError` (one line) when the target cannot be run against — also when it refuses the extension
+    fields, unless `without_refused` (the run then goes without them: see `refused_fields`).
+    """
+    first, *others = keys
+    check = Preflight(first.secret, headers, other_keys=[(k.name, k.secret) for k in others], budget_s=budget_s)
+    found = check.find(base_url, model)
+    config = ClientConfig(base_url=found.base_url, model=found.model, endpoint=endpoint)
+    body = request_body(config, PROBE_MESSAGES, PROBE_PROMPT, PROBE_TOKENS, probe_extra(exact_lengths))
+    if (refusal := check.probe(found, endpoint, body)) is not None:
+        if not without_refused:
+            raise refusal.error()
+        found = with_refusal(found, refusal)
+    for notice in found.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    return Target(found.base_url, tuple(keys), found.model, description, preflight=found.config())
+
+
+def first_listed_model(base_url: str, secret: str, timeout_s: float = 30.0) -> str:
+    """The first model `{base_url}/models` lists, with no other check (for runs without a preflight)."""
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {secret}"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return str(orjson.loads(response.read())["data"][0]["id"])

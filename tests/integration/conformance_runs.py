@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands import check
-from harness.target.launch import Target, launch_reference_server
+from harness.target.endpoint import Target
+from harness.target.launch import launch_reference_server
 
 # Fast tokens, and decode steps that slow down as streams pile up, so that 30 held streams cost little CPU.
 FAST_SIM = ("--ttft-ms", "5", "--itl-ms", "2", "--itl-batch-factor", "1", "--prefill-ms-per-token", "0")

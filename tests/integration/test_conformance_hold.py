@@ -10,7 +10,8 @@ import pytest
 from harness.conformance.contract import Contract, Settings
 from harness.conformance.endpoint import Api
 from harness.conformance.slots import Slots
-from harness.target.launch import Target, launch_reference_server
+from harness.target.endpoint import Target
+from harness.target.launch import launch_reference_server
 
 from .strict_server import KEY, MODEL, Strict, strict_server
 
@@ -43,7 +44,7 @@ def held(target: Target) -> tuple[bool | None, int, list[str]]:
 
 def test_a_strict_server_gets_held_streams_without_ignore_eos(strict: Strict) -> None:
     before = len(strict.refused)
-    found, status, fields = held(Target(strict.base_url, KEY, MODEL, "openai"))
+    found, status, fields = held(Target.of(strict.base_url, [KEY], MODEL, profile="openai"))
     assert found is False
     assert status == 200 and "ignore_eos" not in fields
     assert strict.refused[before:] == [["ignore_eos"]]  # the one probe that found it out

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from harness.conformance.contract import Contract, Settings, parse_header
-from harness.target.launch import Target
+from harness.target.endpoint import Target
 
 LLAMA3 = "meta-llama/Meta-Llama-3-8B-Instruct"
 
 
 def contract(profile: str = "anyscale", model: str = LLAMA3, template: str | None = None) -> Contract:
-    target = Target("http://127.0.0.1:1/v1", "k", model, profile)  # type: ignore[arg-type]
+    target = Target.of("http://127.0.0.1:1/v1", ["k"], model, profile=profile)
     return Contract(Settings(target, chat_template=template))
 
 

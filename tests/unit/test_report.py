@@ -17,12 +17,14 @@ from harness.analysis.summary import build_summary
 from harness.analysis.timeline import timeline
 from harness.cli import main
 from harness.commands import bench
+from harness.load.bench import run_config
 from harness.load.prompts import Calibration
 from harness.records import rundir, truth
 from harness.records.record import write_run
 from harness.report import plots, tables
 from harness.report.build import build as build_report
 from harness.report.markdown import markdown
+from harness.target.endpoint import Target
 from tests.unit.built_runs import MS, ORIGIN_NS, conformance_result, sweep_run, write_dir
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -57,8 +59,8 @@ def test_the_configuration_table_shows_token_lengths_as_the_user_wrote_them(
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = parser.parse_args(["--input-tokens", input_tokens, "--output-tokens", output_tokens])
-    target = bench.Resolved("http://127.0.0.1:1/v1", (), "m", "test")
-    config = bench._run_config(args, bench._plans(args), Calibration(), target)
+    target = Target.of("http://127.0.0.1:1/v1", ["k"], "m", "test")
+    config = run_config(bench.config_of(args), Calibration(), target)
     built = sweep_run()
     run = dataclasses.replace(built, run=dataclasses.replace(built.run, config=config))
     directory = write_dir(tmp_path / "run", run)
