@@ -20,8 +20,8 @@ from harness.analysis.slo import Slo
 from harness.analysis.summary import build_summary, write_summary
 from harness.commands.options import floats, header, ints, ramp
 from harness.environment import Environment
-from harness.load.arrivals import ARRIVALS, StepPlan, sweep
 from harness.load.bench import BenchConfig, Prompts, PromptSource, execute, stopped_early
+from harness.load.plan import ARRIVALS, StepPlan, sweep
 from harness.load.progress import Progress
 from harness.load.prompts import LengthDistribution
 from harness.load.runner import CalibrationFailed

@@ -32,8 +32,8 @@ from harness.conformance.session import execute as execute_checks
 from harness.environment import Environment
 from harness.gate.evaluation import evaluate
 from harness.gate.output import write as write_gate
-from harness.load.arrivals import StepPlan, sweep
 from harness.load.bench import BenchConfig, Prompts, execute, stopped_early
+from harness.load.plan import StepPlan, sweep
 from harness.load.progress import Progress
 from harness.load.prompts import LengthDistribution
 from harness.records import rundir, truth

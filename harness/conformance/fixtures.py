@@ -15,12 +15,11 @@ from harness.conformance.contract import KINDS, PATHS, Contract, Kind, Settings
 from harness.conformance.endpoint import Api, Reply
 from harness.conformance.events import StreamReply
 from harness.conformance.features import Features
+from harness.conformance.launch import prepare
 from harness.target.endpoint import Target
 
 if TYPE_CHECKING:
     import openai
-
-SETTINGS = pytest.StashKey[Settings]()
 
 
 class Exchanges:
@@ -73,8 +72,6 @@ def delta_text(kind: Kind, chunks: list[dict[str, Any]]) -> str:
 
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> Settings:
-    from harness.conformance.plugin import prepare
-
     return prepare(pytestconfig)
 
 

@@ -6,14 +6,11 @@ does). With no base URL the suite starts the reference server (simulator) on a f
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import pytest
 
-from harness.conformance import fixtures
-from harness.conformance.contract import FEATURE_MARKER, MARKERS, Settings, parse_header
+from harness.conformance.contract import FEATURE_MARKER, MARKERS
 from harness.conformance.fixtures import (
     api,
     contract,
@@ -26,9 +23,10 @@ from harness.conformance.fixtures import (
     streamed,
     target,
 )
+from harness.conformance.launch import SETTINGS, prepare
 from harness.conformance.result import ResultCollector, write
-from harness.target.endpoint import Target
-from harness.target.launch import DEFAULT_MODEL, launch_reference_server
+from harness.environment import Environment
+from harness.target.launch import DEFAULT_MODEL
 
 __all__ = [
     "api",
@@ -49,8 +47,6 @@ __all__ = [
     "target",
 ]
 
-# A fast simulator: the suite checks the contract, not the latency.
-FAST_SIM = ("--ttft-ms", "5", "--itl-ms", "2", "--itl-batch-factor", "1", "--prefill-ms-per-token", "0")
 _COLLECTOR = pytest.StashKey[ResultCollector]()
 _NEEDS_SECOND_KEY = {"test_limit_is_per_key"}
 
@@ -92,62 +88,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(collector, "conformance-result")
 
 
-def prepare(config: pytest.Config) -> Settings:
-    """The settings of this session, starting the simulator the first time when no base URL was given."""
-    if fixtures.SETTINGS in config.stash:
-        return config.stash[fixtures.SETTINGS]
-    opt = config.getoption
-    base_url = opt("base_url") or os.environ.get("ANYSCALE_BASE_URL")
-    try:
-        headers = tuple(parse_header(h) for h in opt("extra_header"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"--extra-header: {exc}") from None
-    if base_url:
-        key = opt("api_key") or os.environ.get("ANYSCALE_API_KEY")
-        if not key:
-            raise pytest.UsageError("--api-key (or $ANYSCALE_API_KEY) is required with a base URL")
-        target = Target.of(
-            base_url,
-            [key, *([second] if (second := opt("api_key_2")) else [])],
-            opt("model") or DEFAULT_MODEL,
-            "the endpoint given by --base-url or $ANYSCALE_BASE_URL",
-            profile=opt("profile"),
-            concurrency_limit=opt("concurrency_limit"),
-        )
-    else:
-        stack = contextlib.ExitStack()
-        config.add_cleanup(stack.close)
-        launched = stack.enter_context(
-            launch_reference_server(
-                profile=opt("profile"),
-                concurrency_limit=opt("concurrency_limit"),
-                model=opt("model"),
-                extra_args=[*FAST_SIM, *opt("server_arg")],
-                startup_timeout_s=120,
-            )
-        )
-        target = launched.target
-    settings = Settings(
-        target=target,
-        extra_headers=headers,
-        chat_template=opt("chat_template"),
-        request_timeout_s=opt("request_timeout"),
-        release_timeout_s=opt("release_timeout"),
-        launched=not base_url,
-    )
-    config.stash[fixtures.SETTINGS] = settings
-    return settings
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     prepare(session.config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    if fixtures.SETTINGS not in config.stash:
+    if SETTINGS not in config.stash:
         return ["conformance target: not started yet"]
-    s = config.stash[fixtures.SETTINGS]
+    s = config.stash[SETTINGS]
     t = s.target
     second = "a second key" if t.api_key_2 else "no second key"
     lines = [
@@ -161,7 +110,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without a second key the per-key check cannot run: it is left out and reported as not run."""
-    launching = not (config.getoption("base_url") or os.environ.get("ANYSCALE_BASE_URL"))
+    launching = not (config.getoption("base_url") or Environment.read().base_url)
     if launching or config.getoption("api_key_2"):
         return  # the started simulator has two keys
     left_out = [
@@ -183,6 +132,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = config.getoption("conformance_json")
     if path is not None and _COLLECTOR in config.stash:
         result = config.stash[_COLLECTOR].result(
-            config.stash.get(fixtures.SETTINGS, None), config.getoption("conformance_run_id")
+            config.stash.get(SETTINGS, None), config.getoption("conformance_run_id")
         )
         write(path, result)

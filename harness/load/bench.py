@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 from harness.client import selector
 from harness.client.request import ClientConfig, Endpoint, On429
 from harness.client.session import Client
-from harness.load.arrivals import StepPlan
+from harness.load.plan import StepPlan
 from harness.load.progress import Progress
 from harness.load.prompts import (
     Calibration,

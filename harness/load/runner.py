@@ -1,9 +1,10 @@
 """A run: its steps driven one after another through one client, every request recorded as it ends.
 
 The runner owns the order of things — calibrate, then for each step: start the meters, drive the load, write the
-step line — and nothing else: load shapes are `harness.load.arrivals`, requests `harness.client.session`, metrics come
-later from the records. A run whose latest requests mostly fail stops early (`harness.load.stop_rule`): the step that
-tripped the rule ends with the requests in flight, its step line says why, and no later step runs.
+step line — and nothing else: load shapes are `harness.load.plan` and `harness.load.loops`, requests
+`harness.client.session`, metrics come later from the records. A run whose latest requests mostly fail stops early
+(`harness.load.stop_rule`): the step that tripped the rule ends with the requests in flight, its step line says why, and
+no later step runs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 from harness.client import selector
 from harness.client.release import Release
 from harness.client.session import Client
-from harness.load.arrivals import StepClock, StepPlan, run_step
+from harness.load.loops import StepClock, run_step
 from harness.load.meters import CpuMeter, LoopMonitor
+from harness.load.plan import StepPlan
 from harness.load.progress import Progress
 from harness.load.prompts import Calibration, PreparedPrompt, calibration_prompts, fit_calibration, prepare
 from harness.load.stop_rule import StopRule

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands import check
-from harness.target.endpoint import Target
-from harness.target.launch import launch_reference_server
 
 # Fast tokens, and decode steps that slow down as streams pile up, so that 30 held streams cost little CPU.
-FAST_SIM = ("--ttft-ms", "5", "--itl-ms", "2", "--itl-batch-factor", "1", "--prefill-ms-per-token", "0")
+from harness.conformance.launch import FAST_SIM
+from harness.target.endpoint import Target
+from harness.target.launch import launch_reference_server
 
 
 def run(spec: dict[str, Any], servers: Servers) -> int:

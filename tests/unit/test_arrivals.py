@@ -12,7 +12,8 @@ import time
 import pytest
 
 from harness.client.release import Release
-from harness.load.arrivals import StepPlan, offsets, run_step, sweep
+from harness.load.loops import run_step
+from harness.load.plan import StepPlan, offsets, sweep
 
 
 def gaps(step: StepPlan) -> list[float]:
