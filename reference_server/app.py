@@ -18,7 +18,7 @@ from reference_server.limiter import ConcurrencyLimiter
 from reference_server.metrics import ServerMetrics
 from reference_server.openapi import openapi_document
 from reference_server.protocol import RequestParser
-from reference_server.state import API_KEY, STATE, ServerState, request_key
+from reference_server.state import API_KEY, FAULT_PLAN, STATE, ServerState, fault_plan, request_key
 from reference_server.traces import TraceStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,14 @@ def _from_http_exception(exc: web.HTTPException) -> APIError:
 
 
 @web.middleware
+async def _fault_plan(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's fault plan, parsed once from its header; every later step reads it from the request."""
+    enabled = request.app[STATE].config.enable_faults
+    request[FAULT_PLAN] = faults.plan_of(request.headers.get(faults.HEADER)) if enabled else faults.NO_FAULT
+    return await handler(request)
+
+
+@web.middleware
 async def _envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     route = request.match_info.route.resource
@@ -76,17 +84,13 @@ async def _envelope(request: web.Request, handler: Handler) -> web.StreamRespons
                     headers={"Connection": "close", "Retry-After": "1"},
                 )
             authorization = request.headers.get("Authorization")
-            if plan := _fault(request):
-                request[API_KEY] = plan.authenticate(state.keyring, authorization)
-            else:
-                request[API_KEY] = state.keyring.authenticate(authorization)
+            request[API_KEY] = fault_plan(request).authenticate(state.keyring, authorization)
         response = await handler(request)
         status = response.status
         return response
     except APIError as error:
         status = error.status
-        plain = state.config.enable_faults and request.headers.get(faults.HEADER) == faults.Fault.NOT_ENVELOPE
-        return _error_response(error, plain)
+        return _error_response(error, fault_plan(request).plain_errors)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -107,17 +111,11 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def _fault(request: web.Request) -> faults.FaultPlan | None:
-    enabled = request.app[STATE].config.enable_faults
-    return faults.parse(request.headers.get(faults.HEADER)) if enabled else None
-
-
 async def _models(request: web.Request) -> web.Response:
     cards = request.app[STATE].cards.values()
     data = [{"id": c.id, "object": "model", "created": c.created, "owned_by": c.owned_by} for c in cards]
     body: dict[str, object] = {"object": "list", "data": data}
-    if plan := _fault(request):
-        body = plan.model_list(body)
+    body = fault_plan(request).model_list(body)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -127,8 +125,7 @@ async def _model(request: web.Request) -> web.Response:
     if card is None:
         raise not_found(f"The model `{name}` does not exist.", param="model", code="model_not_found")
     body = {"id": card.id, "object": "model", "created": card.created, "owned_by": card.owned_by}
-    if plan := _fault(request):
-        body = plan.model_card(body)
+    body = fault_plan(request).model_card(body)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -151,7 +148,7 @@ async def _trace(request: web.Request) -> web.Response:
 
 def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.Application:
     """The application for `engine`; the engine is started and stopped with the application."""
-    app = web.Application(middlewares=[_envelope], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[_fault_plan, _envelope], client_max_size=config.max_body_bytes)
     limiter = ConcurrencyLimiter(config.concurrency_limit)
     metrics = ServerMetrics(engine.stats, limiter.snapshot)
     app[STATE] = ServerState(

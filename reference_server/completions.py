@@ -17,15 +17,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from reference_server import faults, tools, traces
+from reference_server import tools, traces
 from reference_server.choices import Choice
 from reference_server.engines.base import Delta, Engine, Prompt, PromptError, SamplingOptions
 from reference_server.errors import APIError, bad_request, not_found
-from reference_server.faults import Fault, FaultPlan
-from reference_server.limiter import Slot
-from reference_server.profile import DONE, ChunkStream, Usage, new_id, response_body, sse
+from reference_server.faults import FaultPlan
+from reference_server.limiter import Outcome, Slot
+from reference_server.profile import ChunkStream, Usage, new_id, response_body, sse
 from reference_server.protocol import CompletionRequest, Kind
-from reference_server.state import STATE, ServerState, request_key
+from reference_server.state import STATE, ServerState, fault_plan, request_key
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,23 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
+    plan = fault_plan(request)
+    try:
+        return await _serve(request, kind, plan)
+    except APIError as error:
+        plan.error(error)  # answered wrongly, where the fault says so
+        raise
+
+
+async def _serve(request: web.Request, kind: Kind, plan: FaultPlan) -> web.StreamResponse:
     state = request.app[STATE]
     key = request_key(request)
-    fault = faults.parse(request.headers.get(faults.HEADER)) if state.config.enable_faults else None
-    limit = key.concurrency_limit or state.limiter.default_limit
-    slots = faults.SlotFaults(fault, state.limiter, state.slot_ledger) if fault is not None else None
-    slot = (
-        slots.acquire(slots.key_name(key.name), limit)
-        if slots is not None
-        else state.limiter.try_acquire(key.name, key.concurrency_limit)
-    )
+    limiter = plan.limiter(state.limiter, state.slot_ledger)
+    slot = limiter.try_acquire(key.name, key.concurrency_limit)
     if slot is None:
         state.metrics.rate_limited.labels(key.name).inc()
-        error = APIError(
+        limit = key.concurrency_limit or state.limiter.default_limit
+        raise APIError(
             429,
             f"Too many concurrent requests for this API key: the limit is {limit} in flight. "
             "Retry when one of them has finished.",
@@ -61,28 +65,22 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
             code="rate_limit_exceeded",
             headers={"Retry-After": "1", "x-concurrency-limit": str(limit), "x-concurrency-remaining": "0"},
         )
-        raise fault.error(error) if fault is not None else error
-    outcome: faults.Outcome = "failed"
+    outcome: Outcome = "failed"
     streamed = False
     try:
         body = await _read_body(request, state.config.body_timeout_s)
         received_ns, received_by = traces.arrival(request.protocol)
-        if fault is not None:
-            fault.check_request(kind, body)
-            body = fault.request_body(kind, body)
-        req = state.parser.parse(kind, body)
-        fault = fault.for_request(req.n) if fault is not None else None
+        req = state.parser.parse(kind, plan.request_body(kind, body))
+        plan = plan.for_request(req)
         streamed = req.stream
-        prompt = _prompt(state, req, fault)
-        sampling = _sampling(state, req, prompt, fault)
-        if fault is not None:
-            fault.before_response()
-        ident = new_id(state.config.profile, kind, req.model)
-        ident = fault.ident(ident) if fault is not None else ident
+        prompt = _prompt(state, req, plan)
+        sampling = _sampling(state, req, prompt, plan)
+        plan.before_response()
+        ident = plan.ident(new_id(state.config.profile, kind, req.model))
         trace = state.traces.start(ident, received_ns, received_by) if traces.HEADER in request.headers else None
         if trace is not None and (client_id := request.headers.get("x-request-id")):
             state.traces.alias(client_id, trace)
-        run = _Run(state, request, req, slot, ident, prompt, sampling, fault, trace)
+        run = _Run(state, request, req, slot, ident, prompt, sampling, plan, trace)
         try:
             response = await (run.stream() if req.stream else run.respond())
         except PromptError as exc:  # the engine refused the request before anything was sent
@@ -92,15 +90,8 @@ async def _complete(request: web.Request, kind: Kind) -> web.StreamResponse:
     except asyncio.CancelledError:
         outcome = "abandoned"
         raise
-    except APIError as error:
-        if fault is not None:
-            fault.error(error)  # answered wrongly, as the fault says
-        raise
     finally:
-        if slots is not None:
-            slots.release(slot, outcome, streamed)
-        else:
-            state.limiter.release(slot)
+        limiter.release(slot, outcome, streamed=streamed)
 
 
 async def _read_body(request: web.Request, timeout_s: float) -> bytes:
@@ -120,7 +111,7 @@ async def _read_body(request: web.Request, timeout_s: float) -> bytes:
         ) from None
 
 
-def _prompt(state: ServerState, req: CompletionRequest, fault: FaultPlan | None) -> Prompt:
+def _prompt(state: ServerState, req: CompletionRequest, plan: FaultPlan) -> Prompt:
     if req.model not in state.cards:
         raise not_found(f"The model `{req.model}` does not exist.", param="model", code="model_not_found")
     engine = state.engine
@@ -133,11 +124,11 @@ def _prompt(state: ServerState, req: CompletionRequest, fault: FaultPlan | None)
             raise bad_request(str(exc), param="messages") from None
     else:
         assert req.prompt is not None
-        text = req.prompt if fault is None else fault.completion_prompt(req.model, req.prompt)
+        text = plan.completion_prompt(req.model, req.prompt)
     return engine.tokenize(req.model, text)
 
 
-def _sampling(state: ServerState, req: CompletionRequest, prompt: Prompt, fault: FaultPlan | None) -> SamplingOptions:
+def _sampling(state: ServerState, req: CompletionRequest, prompt: Prompt, plan: FaultPlan) -> SamplingOptions:
     context = state.cards[req.model].max_model_len
     prompt_tokens = len(prompt.token_ids)
     param = "messages" if req.kind == "chat" else "prompt"
@@ -160,9 +151,7 @@ def _sampling(state: ServerState, req: CompletionRequest, prompt: Prompt, fault:
                 param=param,
                 code="context_length_exceeded",
             )
-    structured = tools.guided(req.tool_choice, req.tools) or req.structured
-    if fault is not None and req.response_format == "json_schema":
-        structured = fault.structured(structured)
+    structured = plan.structured(req, tools.guided(req.tool_choice, req.tools) or req.structured)
     return SamplingOptions(
         max_tokens=max_tokens,
         temperature=req.temperature,
@@ -199,7 +188,7 @@ class _Run:
         ident: str,
         prompt: Prompt,
         sampling: SamplingOptions,
-        fault: FaultPlan | None,
+        plan: FaultPlan,
         trace: traces.Trace | None,
     ) -> None:
         self.state = state
@@ -209,7 +198,7 @@ class _Run:
         self.ident = ident
         self.prompt = prompt
         self.sampling = sampling
-        self.fault = fault
+        self.plan = plan
         self.trace = trace
         self.created = int(time.time())
         self.endpoint = "chat" if req.kind == "chat" else "completion"
@@ -233,7 +222,7 @@ class _Run:
         finished = False
         try:
             async for delta in generator:
-                yield delta if self.fault is None else self.fault.delta(delta, self.req)
+                yield self.plan.delta(delta, self.req)
                 if delta.finish_reason is not None:
                     finished = True
         finally:
@@ -271,7 +260,7 @@ class _Run:
             await asyncio.gather(*pumps, return_exceptions=True)
 
     def _choices(self) -> list[Choice]:
-        ids = self.fault.call_ids() if self.fault is not None else tools.new_call_id
+        ids = self.plan.call_ids()
         return [Choice(i, self.req, ids) for i in range(self.req.n)]
 
     def _account(self, usage: Usage, first_token_s: float | None) -> None:
@@ -301,9 +290,7 @@ class _Run:
             [c.body() for c in choices],
             usage,
         )
-        if self.fault is not None:
-            body = self.fault.body(body)
-        resp = web.Response(body=orjson.dumps(body), headers=self._headers(_JSON))
+        resp = web.Response(body=orjson.dumps(self.plan.body(body)), headers=self._headers(_JSON))
         await resp.prepare(self.request)
         await resp.write_eof()
         self.completed = True
@@ -313,10 +300,8 @@ class _Run:
         return resp
 
     async def stream(self) -> web.StreamResponse:
-        fault = self.fault
-        kind = fault.fault if fault is not None else None
-        content_type = _JSON if kind is Fault.WRONG_CONTENT_TYPE else "text/event-stream"
-        resp = web.StreamResponse(headers={**self._headers(content_type), "Cache-Control": "no-cache"})
+        plan = self.plan
+        resp = web.StreamResponse(headers={**self._headers(plan.stream_content_type()), "Cache-Control": "no-cache"})
         await resp.prepare(self.request)
         chunks = ChunkStream(
             self.state.config.profile,
@@ -334,26 +319,22 @@ class _Run:
 
         async def emit(chunk: dict[str, Any], has_token: bool) -> None:
             nonlocal index
-            events = fault.events(index, chunk) if fault is not None else (sse(chunk),)
-            for event in events:
+            for event in plan.events(index, chunk):
                 if trace is not None:
                     trace.mark_chunk(has_token)
                 await resp.write(event)
                 if trace is not None:
                     trace.wrote_chunk()
-            if fault is not None:
-                if stall := fault.stall_ms(index):
-                    await asyncio.sleep(stall / 1000)
-                if fault.reset_after(index):
-                    raise _InjectedReset
+            if stall := plan.stall_ms(index):
+                await asyncio.sleep(stall / 1000)
+            if plan.reset_after(index):
+                raise _InjectedReset
             index += 1
 
         async def send(choice: Choice, delta: Delta) -> None:
             """A delta off the template path: its chunks, usage on the response's last finish reason."""
             nonlocal unfinished
-            if kind is Fault.TEXT_DRIFT and tokens == 1 and self.req.tool_choice.mode == "none":
-                delta = dataclasses.replace(delta, text=delta.text + "~")
-            parts = choice.add(delta)
+            parts = choice.add(plan.stream_delta(delta, tokens, self.req))
             if delta.finish_reason is not None:
                 unfinished -= 1
             has_token = delta.token_count > 0
@@ -364,9 +345,9 @@ class _Run:
 
         tokens = 0
         first_token_s: float | None = None
-        template = fault is None and self.req.plain  # the fast path: a pre-serialised event per token
+        template = not plan.rewrites_chunks and self.req.plain  # the fast path: a pre-serialised event per token
         try:
-            if self.req.kind == "chat" and (kind is not Fault.MISSING_ROLE or self.req.n > 1):
+            if self.req.kind == "chat" and plan.sends_role():
                 for choice in choices:
                     await emit(chunks.role_chunk(choice.index), False)
             if self.req.n == 1:
@@ -394,7 +375,7 @@ class _Run:
                 await emit(usage_chunk, False)
             if trace is not None:  # stamped as it is written, as the chunks are: not after the write yields
                 trace.end_ns = time.perf_counter_ns()
-            await resp.write(fault.done() if fault is not None else DONE)
+            await resp.write(plan.done())
             if trace is not None:
                 trace.end_written_ns = time.perf_counter_ns()
             await resp.write_eof()
