@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 import pytest
 
@@ -10,13 +12,14 @@ from reference_server.auth import KeyRing
 from reference_server.config import ApiKey, digest
 from reference_server.errors import APIError
 from reference_server.faults import Fault, InjectedFault
+from reference_server.protocol import Kind
 
 RING = KeyRing([ApiKey("first", digest("esecret_first_key")), ApiKey("second", digest("esecret_second_key"))])
 
 
-def read(fault: Fault, body: dict[str, object], kind: str = "chat") -> dict[str, object]:
-    raw = InjectedFault(fault, 0).request_body("chat" if kind == "chat" else "completion", orjson.dumps(body))
-    parsed: dict[str, object] = orjson.loads(raw)
+def read(fault: Fault, body: Mapping[str, object], kind: Kind = "chat") -> dict[str, object]:
+    """The request body as a server with `fault` reads it."""
+    parsed: dict[str, object] = orjson.loads(InjectedFault(fault, 0).request_body(kind, orjson.dumps(body)))
     return parsed
 
 
