@@ -70,9 +70,10 @@ class Generation:
         sampling = choice_sampling(self.sampling, index)
         generator = engine.generate(request_id, self.req.model, self.prompt, sampling)
         finished = False
+        through, req = self.plan.delta, self.req
         try:
             async for delta in generator:
-                yield self.plan.delta(delta, self.req)
+                yield through(delta, req)
                 if delta.finish_reason is not None:
                     finished = True
         finally:

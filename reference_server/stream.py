@@ -72,10 +72,16 @@ class _Stream:
     async def write_one(self) -> None:
         only = self.choices[0]
         template = not self.plan.rewrites_chunks and self.gen.req.plain  # the fast path
+        trace, resp, chunks = self.trace, self.resp, self.chunks
         async for delta in self.gen.deltas():
             self.count(delta)
             if template and delta.finish_reason is None and not delta.reasoning:
-                await self.write(self.chunks.delta_event(delta.text), delta.token_count > 0)
+                # `write`, inlined: this runs once per token of most streams.
+                if trace is not None:
+                    trace.mark_chunk(delta.token_count > 0)
+                await resp.write(chunks.delta_event(delta.text))
+                if trace is not None:
+                    trace.wrote_chunk()
             else:
                 await self.send(only, delta)
 
