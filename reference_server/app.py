@@ -1,123 +1,33 @@
-"""The aiohttp application: routes, the error envelope, authentication and draining."""
+"""The aiohttp application: its routes and small handlers, its middlewares (`middleware`), its engine's lifetime."""
 
 from __future__ import annotations
-
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
-from reference_server import completions, faults
+from reference_server import completions
 from reference_server.auth import KeyRing
 from reference_server.config import ServerConfig
 from reference_server.engines.base import Engine
-from reference_server.errors import APIError, not_found
+from reference_server.errors import not_found
 from reference_server.limiter import ConcurrencyLimiter
 from reference_server.metrics import ServerMetrics
+from reference_server.middleware import MIDDLEWARES
 from reference_server.openapi import openapi_document
 from reference_server.protocol import RequestParser
-from reference_server.state import API_KEY, STATE, ServerState, request_key
+from reference_server.state import STATE, ServerState, fault_plan, request_key
 from reference_server.traces import TraceStore
-
-log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_AUTHENTICATED = ("/v1/", "/debug/")
-
-
-def _error_response(error: APIError, plain: bool = False) -> web.Response:
-    if plain:  # the `not_envelope` fault
-        resp = web.Response(status=error.status, text=error.message, headers=error.headers)
-    else:
-        resp = web.Response(
-            status=error.status, body=error.body(), content_type="application/json", headers=error.headers
-        )
-    if error.headers.get("Connection") == "close":
-        resp.force_close()  # the header alone does not make aiohttp close the connection
-    return resp
-
-
-def _from_http_exception(exc: web.HTTPException) -> APIError:
-    status = exc.status
-    if status == 404:
-        return not_found("Not found: no such endpoint.", code="not_found")
-    if status == 405:
-        return APIError(
-            405,
-            "Method not allowed.",
-            code="method_not_allowed",
-            headers={"Allow": exc.headers.get("Allow", "")},
-        )
-    if status == 413:
-        return APIError(413, "The request body is too large.", code="request_too_large")
-    return APIError(
-        status,
-        exc.reason or "Request failed.",
-        type="invalid_request_error" if status < 500 else "server_error",
-    )
-
-
-@web.middleware
-async def _envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
-    state = request.app[STATE]
-    route = request.match_info.route.resource
-    endpoint = route.canonical if route is not None else "unmatched"
-    status = 500
-    try:
-        if request.path.startswith(_AUTHENTICATED):
-            if state.draining:
-                raise APIError(
-                    503,
-                    "The server is shutting down.",
-                    type="server_error",
-                    code="shutting_down",
-                    headers={"Connection": "close", "Retry-After": "1"},
-                )
-            authorization = request.headers.get("Authorization")
-            if plan := _fault(request):
-                request[API_KEY] = plan.authenticate(state.keyring, authorization)
-            else:
-                request[API_KEY] = state.keyring.authenticate(authorization)
-        response = await handler(request)
-        status = response.status
-        return response
-    except APIError as error:
-        status = error.status
-        plain = state.config.enable_faults and request.headers.get(faults.HEADER) == faults.Fault.NOT_ENVELOPE
-        return _error_response(error, plain)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        converted = _from_http_exception(exc)
-        status = converted.status
-        return _error_response(converted)
-    except (asyncio.CancelledError, ConnectionResetError):
-        status = 499  # the client went away; nothing can be answered
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_response(APIError(500, "Internal server error.", type="server_error"))
-    finally:
-        state.metrics.requests.labels(endpoint, str(status)).inc()
 
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def _fault(request: web.Request) -> faults.FaultPlan | None:
-    enabled = request.app[STATE].config.enable_faults
-    return faults.parse(request.headers.get(faults.HEADER)) if enabled else None
-
-
 async def _models(request: web.Request) -> web.Response:
     cards = request.app[STATE].cards.values()
     data = [{"id": c.id, "object": "model", "created": c.created, "owned_by": c.owned_by} for c in cards]
     body: dict[str, object] = {"object": "list", "data": data}
-    if plan := _fault(request):
-        body = plan.model_list(body)
+    body = fault_plan(request).model_list(body)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -127,8 +37,7 @@ async def _model(request: web.Request) -> web.Response:
     if card is None:
         raise not_found(f"The model `{name}` does not exist.", param="model", code="model_not_found")
     body = {"id": card.id, "object": "model", "created": card.created, "owned_by": card.owned_by}
-    if plan := _fault(request):
-        body = plan.model_card(body)
+    body = fault_plan(request).model_card(body)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -151,7 +60,7 @@ async def _trace(request: web.Request) -> web.Response:
 
 def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.Application:
     """The application for `engine`; the engine is started and stopped with the application."""
-    app = web.Application(middlewares=[_envelope], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_bytes)
     limiter = ConcurrencyLimiter(config.concurrency_limit)
     metrics = ServerMetrics(engine.stats, limiter.snapshot)
     app[STATE] = ServerState(

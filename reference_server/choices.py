@@ -5,7 +5,7 @@ choice objects of the chunks to send (a tool call's start gets a chunk of its ow
 name first, argument fragments after); not streamed, the same deltas are gathered and `body` gives the choice of
 the response. Both go through the same `tools.CallReader`, so a stream and its non-streamed twin agree to the byte.
 
-Plain requests (one choice, no tools, no logprobs) stream through the pre-serialised template in `completions`;
+Plain requests (one choice, no tools, no logprobs) stream through the pre-serialised template in `stream`;
 only their last chunk, and any delta with reasoning, come here.
 """
 

@@ -7,6 +7,10 @@ between: no lock, and no window in which two requests can both see the last free
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Protocol
+
+# How a request that held a slot ended: its last byte written, its client gone, or an error answered.
+Outcome = Literal["finished", "abandoned", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +20,21 @@ class Slot:
     key_name: str
     limit: int
     remaining: int
+
+
+class Limiter(Protocol):
+    """What the request path asks of a limiter (the limiter faults wrap the real one behind the same methods)."""
+
+    @property
+    def default_limit(self) -> int: ...
+
+    def try_acquire(self, key_name: str, limit: int | None = None) -> Slot | None: ...
+
+    def release(self, slot: Slot, outcome: Outcome = "finished", *, streamed: bool = False) -> None: ...
+
+    def in_flight(self, key_name: str) -> int: ...
+
+    def snapshot(self) -> dict[str, int]: ...
 
 
 class ConcurrencyLimiter:
@@ -34,7 +53,8 @@ class ConcurrencyLimiter:
         self._in_flight[key_name] = used + 1
         return Slot(key_name, cap, cap - used - 1)
 
-    def release(self, slot: Slot) -> None:
+    def release(self, slot: Slot, outcome: Outcome = "finished", *, streamed: bool = False) -> None:
+        """Give the slot back. How its request ended (`outcome`, `streamed`) matters only to a faulty limiter."""
         used = self._in_flight[slot.key_name] - 1
         if used < 0:
             raise RuntimeError(f"slot of {slot.key_name!r} released twice")

@@ -145,88 +145,101 @@ def openapi_document(profile: Profile | None = None, models: Sequence[str] = ())
     b = _Builder(profile, models)
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "Anyscale Endpoints API (reference server)",
-            "version": "1.0.0",
-            "description": "Chat and completion endpoints; at most N requests in flight per API key (default 30). "
-            "Every error, of any path, is the error envelope of `#/components/schemas/Error`: also a request that "
-            "is not valid HTTP/1.1 (400), has a request line over 8 KiB (414), or a header over 16 KiB or too many "
-            "headers (431), which never reaches an operation.",
-        },
+        "info": _info(),
         "components": {
             "schemas": b.components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "esecret_… key"}},
         },
-        "paths": {
-            "/health": {
-                "get": {
-                    "summary": "Liveness",
-                    "responses": {"200": {"description": "Serving.", "content": _json_of({"type": "object"})}},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "The text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI 3.1.", "content": _json_of({"type": "object"})}},
-                }
-            },
-            "/v1/models": {
-                "get": {
-                    "summary": "List models",
-                    "security": [{"bearer": []}],
-                    "responses": {
-                        "200": {"description": "The served models.", "content": _json_of(b.response("model_list"))},
-                        **_error_responses(("401", "503")),
-                    },
-                }
-            },
-            "/v1/models/{model}": {
-                "get": {
-                    "summary": "Retrieve a model",
-                    "security": [{"bearer": []}],
-                    "parameters": [b.model_parameter()],
-                    "responses": {
-                        "200": {"description": "The model.", "content": _json_of(b.response("model"))},
-                        **_error_responses(("401", "404", "503")),
-                    },
-                }
-            },
-            "/v1/chat/completions": {
-                "post": b.completion("Chat completion", "ChatCompletionRequest", "chat_completion", "chat_chunk")
-            },
-            "/v1/completions": {
-                "post": b.completion(
-                    "Completion (the prompt is used verbatim)", "CompletionRequest", "completion", "completion_chunk"
-                )
-            },
-            "/debug/traces/{request_id}": {
-                "get": {
-                    "summary": "Ground-truth timings of a request sent with `x-trace-timing: 1`",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The trace.",
-                            "content": _json_of({"$ref": "#/components/schemas/Trace"}),
-                        },
-                        **_error_responses(("401", "404", "503")),
-                    },
-                }
-            },
+        "paths": {**_service_paths(), **_api_paths(b), "/debug/traces/{request_id}": _trace_path()},
+    }
+
+
+def _info() -> dict[str, Any]:
+    return {
+        "title": "Anyscale Endpoints API (reference server)",
+        "version": "1.0.0",
+        "description": "Chat and completion endpoints; at most N requests in flight per API key (default 30). "
+        "Every error, of any path, is the error envelope of `#/components/schemas/Error`: also a request that "
+        "is not valid HTTP/1.1 (400), has a request line over 8 KiB (414), or a header over 16 KiB or too many "
+        "headers (431), which never reaches an operation.",
+    }
+
+
+def _service_paths() -> dict[str, Any]:
+    """The paths that take no key: liveness, metrics, this document."""
+    return {
+        "/health": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {"200": {"description": "Serving.", "content": _json_of({"type": "object"})}},
+            }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "The text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1.", "content": _json_of({"type": "object"})}},
+            }
+        },
+    }
+
+
+def _api_paths(b: _Builder) -> dict[str, Any]:
+    """The models and the two completion endpoints."""
+    return {
+        "/v1/models": {
+            "get": {
+                "summary": "List models",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {"description": "The served models.", "content": _json_of(b.response("model_list"))},
+                    **_error_responses(("401", "503")),
+                },
+            }
+        },
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "Retrieve a model",
+                "security": [{"bearer": []}],
+                "parameters": [b.model_parameter()],
+                "responses": {
+                    "200": {"description": "The model.", "content": _json_of(b.response("model"))},
+                    **_error_responses(("401", "404", "503")),
+                },
+            }
+        },
+        "/v1/chat/completions": {
+            "post": b.completion("Chat completion", "ChatCompletionRequest", "chat_completion", "chat_chunk")
+        },
+        "/v1/completions": {
+            "post": b.completion(
+                "Completion (the prompt is used verbatim)", "CompletionRequest", "completion", "completion_chunk"
+            )
+        },
+    }
+
+
+def _trace_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": "Ground-truth timings of a request sent with `x-trace-timing: 1`",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The trace.", "content": _json_of({"$ref": "#/components/schemas/Trace"})},
+                **_error_responses(("401", "404", "503")),
+            },
+        }
     }
 
 

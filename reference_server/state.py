@@ -9,7 +9,7 @@ from aiohttp import web
 from reference_server.auth import KeyRing
 from reference_server.config import ApiKey, ServerConfig
 from reference_server.engines.base import Engine, ModelCard
-from reference_server.faults import SlotLedger
+from reference_server.faults import FaultPlan, SlotLedger
 from reference_server.limiter import ConcurrencyLimiter
 from reference_server.metrics import ServerMetrics
 from reference_server.protocol import RequestParser
@@ -33,7 +33,12 @@ class ServerState:
 
 STATE = web.AppKey("state", ServerState)
 API_KEY = web.RequestKey("api_key", ApiKey)  # the authenticated key of a request
+FAULT_PLAN = web.RequestKey("fault_plan", FaultPlan)  # a request's fault plan, parsed once from its header
 
 
 def request_key(request: web.Request) -> ApiKey:
     return request[API_KEY]
+
+
+def fault_plan(request: web.Request) -> FaultPlan:
+    return request[FAULT_PLAN]

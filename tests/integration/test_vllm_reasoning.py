@@ -14,7 +14,8 @@ import pytest_asyncio
 
 from reference_server.engines.base import Delta, Message, SamplingOptions
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
-from reference_server.engines.vllm_engine import VllmEngine, VllmOptions
+from reference_server.engines.vllm_engine import VllmEngine
+from reference_server.engines.vllm_options import VllmOptions
 
 pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="session")]
 
