@@ -100,40 +100,55 @@ class Runner:
             await self._monitor.stop()
 
     async def _step(self, plan: StepPlan) -> None:
-        origin = self.run.origin_ns
-        endpoint = self.client.config.endpoint
         self.progress.step(f"step {plan.index + 1}: {plan.label}")
         self._monitor.take()
         self._cpu.take()
         self._wake_ns()
 
         async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
-            index = self._next_index
-            self._next_index += 1
-            prompt = self.prompts[index % len(self.prompts)]
-            record = Record(
-                run_id=self.run.run_id,
-                step=plan.index,
-                index=index,
-                user=user,
-                warmup=warm,
-                endpoint=endpoint,
-                scheduled_ns=scheduled_ns - origin,
-                input_tokens_target=prompt.input_tokens_target,
-                max_tokens=prompt.max_tokens,
-            )
-            self.progress.sent()
-            try:
-                await self.client.send(prompt.body, record, release)
-            finally:
-                self.records.append(record)
-                self.writer.write(record)
-                self.progress.finished(record)
-                if self._stop_rule.observe(record) is not None:
-                    self._halt.set()
+            await self._fire(plan, scheduled_ns, warm, release, user)
 
         clock: StepClock = await run_step(plan, fire, self._halt)
-        info = StepInfo(
+        info = self._step_line(plan, clock)
+        self.steps.append(info)
+        self.writer.write_step(info)
+        # Between steps nothing is timed: collect now, and leave what survives (the step's records) out of every
+        # later collection, which would otherwise walk all of them again in the middle of the next step's timestamps.
+        gc.collect()
+        gc.freeze()
+
+    async def _fire(
+        self, plan: StepPlan, scheduled_ns: int, warm: bool, release: Release | None, user: int | None
+    ) -> None:
+        """Send the next prompt in turn and record it, whatever becomes of it."""
+        index = self._next_index
+        self._next_index += 1
+        prompt = self.prompts[index % len(self.prompts)]
+        record = Record(
+            run_id=self.run.run_id,
+            step=plan.index,
+            index=index,
+            user=user,
+            warmup=warm,
+            endpoint=self.client.config.endpoint,
+            scheduled_ns=scheduled_ns - self.run.origin_ns,
+            input_tokens_target=prompt.input_tokens_target,
+            max_tokens=prompt.max_tokens,
+        )
+        self.progress.sent()
+        try:
+            await self.client.send(prompt.body, record, release)
+        finally:
+            self.records.append(record)
+            self.writer.write(record)
+            self.progress.finished(record)
+            if self._stop_rule.observe(record) is not None:
+                self._halt.set()
+
+    def _step_line(self, plan: StepPlan, clock: StepClock) -> StepInfo:
+        """The step as it ran, with what the meters saw of the client meanwhile."""
+        origin = self.run.origin_ns
+        return StepInfo(
             run_id=self.run.run_id,
             step=plan.index,
             label=plan.label,
@@ -157,9 +172,3 @@ class Runner:
             wake_ns=self._wake_ns(),
             stopped_early=self._stop_rule.reason,
         )
-        self.steps.append(info)
-        self.writer.write_step(info)
-        # Between steps nothing is timed: collect now, and leave what survives (the step's records) out of every
-        # later collection, which would otherwise walk all of them again in the middle of the next step's timestamps.
-        gc.collect()
-        gc.freeze()

@@ -204,57 +204,67 @@ def _conformance(part: RunPart) -> str:
     return out + f"<details><summary>every check</summary><table>{checks}</table></details>"
 
 
-def render(parts: Sequence[RunPart], figures: Figures) -> str:
-    """The whole page."""
-    summaries = [p.summary for p in parts]
-    labels = [p.label for p in parts]
-    title = "Load test report — " + " vs ".join(labels)
+def _header(parts: Sequence[RunPart], title: str) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = f"<header><h1>{escape(title)}</h1><div class='sub'>generated {generated} by harness report</div>"
     header += "".join(f"<div style='margin-top:8px'>{escape(p.label)}: {_badges(p.summary)}</div>" for p in parts)
-    header += "</header>"
-    body: list[str] = []
-    targets = "".join(f"<div><h3>{escape(p.label)}</h3>{table(tables.target_table(p.summary))}</div>" for p in parts)
-    body.append(_section("target", "Target and configuration", f"<div class='runs'>{targets}</div>"))
-    body.append(_section("validity", "Validity", "".join(_validity(p) for p in parts)))
+    return header + "</header>"
+
+
+def _summary(parts: Sequence[RunPart]) -> str:
+    summaries = [p.summary for p in parts]
+    labels = [p.label for p in parts]
     note = f"<p class='note'>{escape(tables.STEP_NOTE)}</p>"
     if len(parts) == 1:
-        summary_html = table(tables.steps_table(summaries[0])) + note
-    else:
-        summary_html = (
-            "<h3>Side by side (all measured requests)</h3>"
-            + table(tables.comparison_table(summaries, labels))
-            + "<h3>Per step</h3>"
-            + table(tables.steps_comparison_table(summaries, labels))
-            + "".join(
-                f"<details><summary>{escape(p.label)}: every step</summary>{table(tables.steps_table(p.summary))}"
-                "</details>"
-                for p in parts
-            )
-            + note
+        return table(tables.steps_table(summaries[0])) + note
+    return (
+        "<h3>Side by side (all measured requests)</h3>"
+        + table(tables.comparison_table(summaries, labels))
+        + "<h3>Per step</h3>"
+        + table(tables.steps_comparison_table(summaries, labels))
+        + "".join(
+            f"<details><summary>{escape(p.label)}: every step</summary>{table(tables.steps_table(p.summary))}</details>"
+            for p in parts
         )
-    body.append(_section("summary", "Summary", summary_html))
-    body.append(_section("limit", "Concurrency limit and knee", "".join(_limit(p) for p in parts)))
-    body.append(_section("conformance", "Conformance", "".join(_conformance(p) for p in parts)))
+        + note
+    )
+
+
+def _timing(parts: Sequence[RunPart]) -> str | None:
+    """The timing error against ground truth, for the runs that have one (None: none has)."""
     timing = [
         (p, t, e) for p in parts if (t := tables.timing_table(p.summary)) and (e := p.summary.get("timing_error_ms"))
     ]
-    if timing:
-        text = "<p class='note'>The harness's own timings against the reference server's traces.</p>"
-        for p, t, errors in timing:
-            stamps, warn = tables.arrival_stamps(errors)
-            note = (
-                f"<p>{badge('warning', False)} {escape(stamps)}</p>"
-                if warn
-                else f"<p class='note'>{escape(stamps)}.</p>"
+    if not timing:
+        return None
+    text = "<p class='note'>The harness's own timings against the reference server's traces.</p>"
+    for p, t, errors in timing:
+        stamps, warn = tables.arrival_stamps(errors)
+        note = (
+            f"<p>{badge('warning', False)} {escape(stamps)}</p>" if warn else f"<p class='note'>{escape(stamps)}.</p>"
+        )
+        text += f"<h3>{escape(p.label)}</h3>{note}{table(t)}"
+        if (cells := tables.truth_table(p.summary)) is not None:
+            text += (
+                "<p>Each statistic against the ground truth's over the same requests, beside the bound the run "
+                "gave it:</p>" + table(cells)
             )
-            text += f"<h3>{escape(p.label)}</h3>{note}{table(t)}"
-            if (cells := tables.truth_table(p.summary)) is not None:
-                text += (
-                    "<p>Each statistic against the ground truth's over the same requests, beside the bound the run "
-                    "gave it:</p>" + table(cells)
-                )
-        body.append(_section("timing", "Timing error against ground truth", text))
+    return text
+
+
+def render(parts: Sequence[RunPart], figures: Figures) -> str:
+    """The whole page."""
+    title = "Load test report — " + " vs ".join(p.label for p in parts)
+    targets = "".join(f"<div><h3>{escape(p.label)}</h3>{table(tables.target_table(p.summary))}</div>" for p in parts)
+    body = [
+        _section("target", "Target and configuration", f"<div class='runs'>{targets}</div>"),
+        _section("validity", "Validity", "".join(_validity(p) for p in parts)),
+        _section("summary", "Summary", _summary(parts)),
+        _section("limit", "Concurrency limit and knee", "".join(_limit(p) for p in parts)),
+        _section("conformance", "Conformance", "".join(_conformance(p) for p in parts)),
+    ]
+    if (timing := _timing(parts)) is not None:
+        body.append(_section("timing", "Timing error against ground truth", timing))
     body.append(_section("cdfs", "Latency distributions", image(figures.cdfs_png, "latency CDFs")))
     sweep = (
         image(figures.sweep_png, "throughput and latency against load")
@@ -268,5 +278,5 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
-        f"<body>{header}<main>{''.join(body)}</main></body></html>\n"
+        f"<body>{_header(parts, title)}<main>{''.join(body)}</main></body></html>\n"
     )

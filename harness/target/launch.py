@@ -127,6 +127,61 @@ def new_key() -> str:
     return "esecret_" + secrets.token_urlsafe(18)
 
 
+def reference_server_argv(
+    engine: str, profile: Profile, concurrency_limit: int, keys: Sequence[str], model: str | None,
+    event_loop: EventLoop, extra_args: Sequence[str],
+) -> list[str]:  # fmt: skip
+    """The command line of `python -m reference_server` on a free port of 127.0.0.1 with these keys."""
+    argv = [sys.executable, "-m", "reference_server", "--engine", engine, "--host", "127.0.0.1", "--port", "0"]
+    argv += ["--profile", profile, "--concurrency-limit", str(concurrency_limit), "--grace-period", "5"]
+    argv += ["--event-loop", event_loop]
+    for key in keys:
+        argv += ["--api-key", key]
+    if model is not None:
+        argv += ["--model", model]
+    return argv + list(extra_args)
+
+
+class _ServerLog:
+    """Drains a started server's stderr for its whole life (a chatty server would block on a full pipe), keeps its
+    lines (and writes them to `log_path`), and finds the line that says where it serves."""
+
+    def __init__(self, process: subprocess.Popen[str], log_path: Path | None, lines: list[str]) -> None:
+        self.process = process
+        self.log_path = log_path
+        self.lines = lines
+        self.found: str | None = None
+        self.ready = threading.Event()
+
+    def pump(self) -> None:
+        assert self.process.stderr is not None
+        sink = self.log_path.open("a", encoding="utf-8") if self.log_path is not None else None
+        try:
+            for line in self.process.stderr:
+                self.lines.append(line)
+                if sink is not None:
+                    sink.write(line)
+                    sink.flush()
+                if self.found is None and (match := _READY.search(line)):
+                    self.found = match.group(1)
+                    self.ready.set()
+        finally:
+            if sink is not None:
+                sink.close()
+            self.ready.set()
+
+    def wait_ready(self, timeout_s: float) -> str:
+        """The root URL the server serves at, once it says so (TimeoutError, or RuntimeError when it exited)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready.wait(0.1):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the reference server did not start within {timeout_s:.0f} s")
+        if self.found is None:
+            tail = "".join(self.lines[-30:])
+            raise RuntimeError(f"the reference server exited (code {self.process.wait()}) before serving:\n{tail}")
+        return self.found
+
+
 @contextlib.contextmanager
 def launch_reference_server(
     *,
@@ -152,68 +207,18 @@ def launch_reference_server(
     `extra_args` comes later and wins.
     """
     api_keys = [new_key() for _ in range(keys)]
-    argv = [
-        sys.executable,
-        "-m",
-        "reference_server",
-        "--engine",
-        engine,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--profile",
-        profile,
-        "--concurrency-limit",
-        str(concurrency_limit),
-        "--grace-period",
-        "5",
-        "--event-loop",
-        event_loop,
-    ]
-    for key in api_keys:
-        argv += ["--api-key", key]
-    if model is not None:
-        argv += ["--model", model]
-    argv += list(extra_args)
+    argv = reference_server_argv(engine, profile, concurrency_limit, api_keys, model, event_loop, extra_args)
     env = {k: v for k, v in os.environ.items() if k not in ("ANYSCALE_API_KEY", "REFERENCE_SERVER_API_KEYS")}
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stderr is not None
     served = model or (EMBEDDED_MODEL if engine == "vllm" else DEFAULT_MODEL)
     description = f"reference server ({engine}, pid {process.pid})"
     target = Target.of("", api_keys, served, description, profile=profile, concurrency_limit=concurrency_limit)
     launched = LaunchedServer(target, process, log_path)
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        # Keep draining stderr for the server's whole life, or a chatty server would block on a full pipe.
-        assert process.stderr is not None
-        sink = log_path.open("a", encoding="utf-8") if log_path is not None else None
-        try:
-            for line in process.stderr:
-                launched.log_lines.append(line)
-                if sink is not None:
-                    sink.write(line)
-                    sink.flush()
-                if not found and (match := _READY.search(line)):
-                    found.append(match.group(1))
-                    ready.set()
-        finally:
-            if sink is not None:
-                sink.close()
-            ready.set()
-
-    threading.Thread(target=pump, name="reference-server-log", daemon=True).start()
+    log = _ServerLog(process, log_path, launched.log_lines)
+    threading.Thread(target=log.pump, name="reference-server-log", daemon=True).start()
     try:
-        deadline = time.monotonic() + startup_timeout_s
-        while not ready.wait(0.1):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the reference server did not start within {startup_timeout_s:.0f} s")
-        if not found:
-            tail = "".join(launched.log_lines[-30:])
-            raise RuntimeError(f"the reference server exited (code {process.wait()}) before serving:\n{tail}")
-        launched.target = dataclasses.replace(launched.target, base_url=f"{found[0]}/v1")
+        root = log.wait_ready(startup_timeout_s)
+        launched.target = dataclasses.replace(launched.target, base_url=f"{root}/v1")
         yield launched
     finally:
         _stop(process)
