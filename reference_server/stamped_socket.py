@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
-import sys
 import time
 import weakref
 
-_STAMPS = sys.platform.startswith("linux")
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+import kerneltime
 
 _OPEN: weakref.WeakValueDictionary[int, StampedConnection] = weakref.WeakValueDictionary()
 
@@ -44,16 +39,10 @@ class StampedConnection(socket.socket):
         _OPEN[fileno] = self
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
-        data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
-        for level, kind, value in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-                seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                self.arrived_ns = seconds * 1_000_000_000 + nanoseconds - time.time_ns() + time.perf_counter_ns()
-                self.by_kernel = True
-                break
-        else:
-            self.arrived_ns = time.perf_counter_ns()
-            self.by_kernel = False
+        data, ancillary, _, _ = self.recvmsg(bufsize, kerneltime.ANCILLARY_SIZE, flags)
+        kernel = kerneltime.arrival_ns(ancillary)
+        self.by_kernel = kernel is not None
+        self.arrived_ns = kernel if kernel is not None else time.perf_counter_ns()
         return data
 
 
@@ -70,7 +59,7 @@ def listen(host: str, port: int, backlog: int, loop: asyncio.AbstractEventLoop) 
 
     Stamped when `loop` reads with `recv` (asyncio's selector loop, on Linux); plain sockets for any other loop.
     """
-    stamped = _STAMPS and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+    stamped = kerneltime.SUPPORTED and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
@@ -81,7 +70,7 @@ def listen(host: str, port: int, backlog: int, loop: asyncio.AbstractEventLoop) 
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if stamped:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                kerneltime.enable(sock)
             if port == 0 and len(sockets) > 1:  # the first one's free port, for every address
                 address = (address[0], sockets[0].getsockname()[1], *address[2:])
             sock.bind(address)

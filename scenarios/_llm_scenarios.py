@@ -54,7 +54,7 @@ def choose(environment: Environment) -> None:
                 f"no user class is named and the default, {DEFAULT_USER}, is not loaded: "
                 f"name one of {', '.join(sorted(available))}"
             )
-        environment.user_classes = [available[DEFAULT_USER]]
+        environment.user_classes = [available[DEFAULT_USER]]  # type: ignore[list-item]  # Locust says instances
     picked = environment.shape_class
     shape = shape_for(environment.user_classes, _shapes(environment))
     environment.shape_class = shape

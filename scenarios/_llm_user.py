@@ -19,9 +19,9 @@ import time
 from typing import Any
 
 import gevent
+from _llm_http import HTTPParseError, body_buffer, connection, socket_response
 from _llm_run import Session, refuse, session_of
 from gevent import GreenletExit
-from geventhttpclient._parser import HTTPParseError
 from geventhttpclient.response import HTTPConnectionClosed, HTTPSocketResponse
 from geventhttpclient.useragent import ConnectionError as GeventHttpConnectionError
 from locust import constant
@@ -140,7 +140,7 @@ class LLMUser(FastHttpUser):
             ctype = response.headers.get("Content-Type") or ""
             if not ctype.startswith("text/event-stream"):
                 record.nonconformant(f"Content-Type is {ctype!r}, not text/event-stream")
-            self._read(session, response._response, record, label, headers_ns)
+            self._read(session, socket_response(response), record, label, headers_ns)
             self._report(response, meta, record, label)
 
     def _read(self, session: Session, raw: HTTPSocketResponse, record: Record, label: str, headers_ns: int) -> None:
@@ -148,12 +148,12 @@ class LLMUser(FastHttpUser):
         endpoint: Endpoint = "chat" if record.endpoint == "chat" else "completion"
         state = StreamState(record, session.origin_ns, session.validator(endpoint), endpoint == "chat")
         parser = SSEParser()
-        buffer: bytearray = raw._body_buffer
+        buffer = body_buffer(raw)
         try:
             if buffer:
                 self._events(state, parser, buffer, headers_ns, label)
             while not raw.message_complete:
-                sock = raw._sock
+                sock = connection(raw)
                 if sock is None:
                     break
                 data = sock.recv(_RECV_BYTES)

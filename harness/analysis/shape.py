@@ -7,8 +7,7 @@ before them (no error bounds, no service figures, no TTFO) are still read. `test
 these types and the schema to the same fields.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: `NotRequired` must be evaluated for `__required_keys__` to be right.
 from typing import Any, Literal, NotRequired, TypedDict
 
 Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
@@ -179,8 +178,8 @@ class StepSummary(Table):
     concurrency: int | None
     rate: float | None
     rate_end: float | None
-    arrival: str
-    burstiness: float
+    arrival: str | None
+    burstiness: float | None
     max_concurrency: int | None
     warmup_requests: int
     warmup_responses_429: NotRequired[int]

@@ -52,7 +52,7 @@ def _gil_holding_write() -> Callable[[int, bytes], int] | None:
     return call
 
 
-_write: Callable[[int, bytes], int] = _gil_holding_write() or os.write
+write: Callable[[int, bytes], int] = _gil_holding_write() or os.write  # the pacer's write (tests replace it)
 
 Stamp = Callable[[int], None]
 """Told, on the pacer's thread, when the held bytes are written (perf_counter_ns), just before the write: the
@@ -102,7 +102,7 @@ class Release:
             fd, data, stamp, written = held
             stamp(time.perf_counter_ns())
             try:
-                count = _write(fd, data)
+                count = write(fd, data)
             except OSError:  # the peer went away: the loop sees it on the connection
                 count = -1
             finally:

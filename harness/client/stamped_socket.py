@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
-import sys
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: SCM_TIMESTAMPNS is the same number
-_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
-_NS = 1_000_000_000
+import kerneltime
 
 _OPEN: weakref.WeakValueDictionary[int, StampedSocket] = weakref.WeakValueDictionary()
 
@@ -46,13 +41,13 @@ class StampedSocket(socket.socket):
         self.read_ns = 0
         self.kernel_timed = False
         self.drained = True
-        self.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        kerneltime.enable(self)
         _OPEN[self.fileno()] = self
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
-        data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        data, ancillary, _, _ = self.recvmsg(bufsize, kerneltime.ANCILLARY_SIZE, flags)
         self.read_ns = time.perf_counter_ns()
-        kernel = _arrival(ancillary)
+        kernel = kerneltime.arrival_ns(ancillary)
         self.kernel_timed = kernel is not None
         # Never before the read before it: a read the kernel did not time (until a first timestamping socket of the
         # machine has switched timing on, it may not) is given the time it was read, which can be later than when
@@ -62,21 +57,9 @@ class StampedSocket(socket.socket):
         return data
 
 
-def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int | None:
-    """The kernel's receive time in the ancillary data, moved from CLOCK_REALTIME to `perf_counter_ns`'s clock."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            wall_ns: int = seconds * _NS + nanoseconds
-            # Both clocks are read now, so a step or slew of the wall clock since the arrival (µs, at most) is all
-            # the conversion can be off by.
-            return wall_ns - time.time_ns() + time.perf_counter_ns()
-    return None  # a read with no time: the end of the stream, or timing not yet on
-
-
 def factory(loop: asyncio.AbstractEventLoop) -> Callable[[Any], socket.socket] | None:
     """aiohttp's `socket_factory` making `StampedSocket`s, for a loop that reads with `recv`; None for any other."""
-    if not sys.platform.startswith("linux") or not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+    if not kerneltime.SUPPORTED or not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
         return None
 
     def make(addr_info: Any) -> socket.socket:

@@ -130,9 +130,7 @@ def strict_server() -> Iterator[Strict]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        ports.append(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        ports.append(runner.addresses[0][1])
         ready.set()
 
     def serve() -> None:

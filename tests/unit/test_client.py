@@ -260,7 +260,7 @@ async def test_what_the_pacer_could_not_write_goes_after_it_in_order(went: int, 
         transport.write.assert_not_called()
         # The pacer's write: all of it, some of it, or none (the connection failed).
         with mock.patch(
-            "harness.client.release._write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)
+            "harness.client.release.write", side_effect=lambda fd, data: went if went >= 0 else os.close(-1)
         ):
             await asyncio.to_thread(release.open)
         await asyncio.sleep(0)  # the loop's side of it
