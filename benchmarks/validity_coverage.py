@@ -4,7 +4,7 @@ For each condition — an idle client, an open loop, 256 streams, uvloop (reads 
 a starved client (pinned with `taskset` to one CPU shared with a CPU burner; the simulator on the other) — it runs
 `harness bench` against the simulator with `--trace-timing`, fetches the traces, and summarizes the run as `harness
 report` does. Each (condition, metric, statistic) cell compares the measured statistic with the true one over the
-same requests (`timing_error_ms.cells`, computed by `harness.analysis.metrics`):
+same requests (`timing_error_ms.cells`, computed by `harness.analysis.accuracy`):
 
 - covered: |measured − true| ≤ the client's bound + the truth's own (the simulator brackets each write);
 - beyond tolerance: the error that is the client's (|measured − true| − the truth's own) exceeds the metric's

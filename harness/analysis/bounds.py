@@ -1,6 +1,6 @@
 """Error bounds: how far the client itself may have moved each number it reports, from what the run measured.
 
-`harness.analysis.metrics` computes every number from the records' raw timestamps; this module says, for each one, how
+`harness.analysis` computes every number from the records' raw timestamps; this module says, for each one, how
 far the true value can lie from it because of the client. Nothing here is a fixed limit: every width comes from the
 run's own records. The model, per request (times on the client's monotonic clock):
 

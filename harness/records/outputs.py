@@ -11,7 +11,7 @@ output is then checked once, after its last chunk — never on the path that sta
 
 An answer cut by the output limit (`finish_reason: length`) is not judged: guided decoding stops where the limit
 says, mid-value (its record's `output_error` stays null, as for a request that asked nothing). What fails goes into
-the record's `output_error` ("" when the answer was fine); `harness.analysis.metrics` counts, per step, the share of the
+the record's `output_error` ("" when the answer was fine); `harness.analysis.table` counts, per step, the share of the
 judged answers that failed (`rates.output_error`).
 """
 

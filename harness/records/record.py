@@ -5,7 +5,7 @@ holds `request` lines as requests finish and a `step` line as each load step end
 `request` lines is integer nanoseconds of `time.perf_counter_ns()` relative to the run's `origin_ns`, so that
 `origin_ns + t` is the machine's CLOCK_MONOTONIC reading and can be compared with a server's on the same host.
 
-Records only say what happened; every metric is derived from them in `harness.analysis.metrics`.
+Records only say what happened; every metric is derived from them in `harness.analysis`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Record:
     `dispatched_ns` is when the client took the request up and began building it (in an open loop, ahead of its
     scheduled time); `sent_ns` is when its bytes were handed to the socket, where TTFT and E2E start (stamped just
     before the write), and `written_ns` when that write returned: the bytes left within [sent_ns, written_ns].
-    `warmup` says the request was *scheduled* during its step's warm-up; `harness.analysis.metrics` decides which
+    `warmup` says the request was *scheduled* during its step's warm-up; `harness.analysis.service` decides which
     requests a step measures. `user` is the closed-loop user that sent it (None in an open loop).
 
     Arrival stamps are the kernel's when `kernel_timed` (every read that completed an event carried its receive

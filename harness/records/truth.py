@@ -3,7 +3,7 @@
 A request sent with `x-trace-timing: 1` leaves a trace on the reference server (`GET /debug/traces/{id}`, the id
 being the response's `x-request-id`). After a run the traces of its measured requests are fetched
 (`harness.target.traces`) and kept beside the records as `ground_truth.jsonl`, one line per request;
-`harness.analysis.metrics.timing_errors` then says how far the harness's own TTFT and ITL are from the server's. Only a
+`harness.analysis.accuracy.timing_errors` then says how far the harness's own TTFT and ITL are from the server's. Only a
 reference server keeps traces; other endpoints have none.
 """
 

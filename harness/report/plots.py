@@ -1,6 +1,6 @@
 """The report's figures as PNG bytes, drawn with matplotlib's object API (Agg; no pyplot, no global state).
 
-Every value drawn comes from `harness.analysis.metrics` — per-request samples, the timeline, the summaries' step tables
+Every value drawn comes from `harness.analysis` — per-request samples, the timeline, the summaries' step tables
 — so that a figure and the table beside it cannot disagree. Several runs are overlaid in one figure where that
 compares them (CDFs, the sweep, lengths); timelines are one per run.
 """

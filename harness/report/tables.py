@@ -1,4 +1,4 @@
-"""The report's tables, as rows of formatted cells, from summaries (`harness.analysis.metrics` made every value in
+"""The report's tables, as rows of formatted cells, from summaries (`harness.analysis` made every value in
 them).
 
 One definition per table serves both renderings, HTML (`harness.report.html`) and Markdown (`harness.commands.report`),
