@@ -5,7 +5,7 @@
 No auth, no validation, no metrics, no JSON parsing: whatever this serves per core is what any aiohttp
 server can serve on it. Runs on uvloop under the same interpreter as the reference server.
 
-    python benchmarks/bare_server.py --port 0 [--chunks 64]
+    python -m benchmarks.bare_server --port 0 [--chunks 64]
 
 Prints `bare server ready at http://127.0.0.1:PORT` on stderr once it listens.
 """

@@ -18,7 +18,7 @@ chunk, which the reference server sends before the first token).
 
 `harness-uvloop` is harness bench with `--uvloop`, whose reads are timed when its loop reads them, not by the kernel.
 
-    python benchmarks/loadgen_accuracy.py [--streams 256] [--requests 768] [--tools harness,harness-uvloop,naive,...]
+    python -m benchmarks.loadgen_accuracy [--streams 256] [--requests 768] [--tools harness,harness-uvloop,naive,...]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import argparse
 import datetime
 import sys
 
-from loadgen_common import (
+from benchmarks.loadgen_common import (
     Load,
     ToolUnavailable,
     abs_p99,
@@ -39,7 +39,7 @@ from loadgen_common import (
     score,
     simulator,
 )
-from loadgen_peers import ALL_TOOLS, profile_of
+from benchmarks.loadgen_peers import ALL_TOOLS, profile_of
 
 DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"
 

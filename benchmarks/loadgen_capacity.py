@@ -17,7 +17,7 @@ imports, GuideLLM's and AIPerf's worker processes) is much of it. Six scored rou
 1,200 gaps, so a p99 rests on the worst 12 of them; with three rounds one stall of this VM moved a level across
 the limit.
 
-    python benchmarks/loadgen_capacity.py [--streams 4,8,16,32,64] [--itl-ms 5] [--tools harness,naive,...]
+    python -m benchmarks.loadgen_capacity [--streams 4,8,16,32,64] [--itl-ms 5] [--tools harness,naive,...]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import os
 import sys
 import time
 
-from loadgen_common import (
+from benchmarks.loadgen_common import (
     Load,
     ToolUnavailable,
     abs_p99,
@@ -38,7 +38,7 @@ from loadgen_common import (
     score,
     simulator,
 )
-from loadgen_peers import profile_of, run_levels
+from benchmarks.loadgen_peers import profile_of, run_levels
 
 TOOL_CPU, SIM_CPU = 1, 0
 DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"

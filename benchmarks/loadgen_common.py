@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+import numpy as np
+
+from harness.records.record import read_run
+from harness.target.endpoint import Target
+from harness.target.launch import LaunchedServer, launch_reference_server
+from schemas import Profile
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import aiohttp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from harness.records.record import read_run  # noqa: E402
-from harness.target.endpoint import Target  # noqa: E402
-from harness.target.launch import LaunchedServer, launch_reference_server  # noqa: E402
-from schemas import Profile  # noqa: E402
 
 HARNESS = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
 
@@ -203,7 +201,8 @@ def run_naive(target: Target, load: Load) -> ToolRun:
         path = Path(out) / "naive.jsonl"
         argv = [
             sys.executable,
-            str(ROOT / "benchmarks" / "loadgen_naive_client.py"),
+            "-m",
+            "benchmarks.loadgen_naive_client",
             target.base_url,
             target.api_key,
             target.model,

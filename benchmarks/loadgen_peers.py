@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen_common import (
+from benchmarks.loadgen_common import (
     ROOT,
     TOOLS,
     Load,
@@ -46,7 +46,6 @@ from loadgen_common import (
     load_average,
     pinned,
 )
-
 from harness.target.endpoint import Target
 from schemas import Profile
 

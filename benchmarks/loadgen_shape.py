@@ -17,7 +17,7 @@ GuideLLM keeps the schedule it drew, the others only send times.
 The simulator is pinned to CPU 0 (`--sim-cpu`) so that its event loop does not take the tool's CPU; the tools
 are not pinned (GuideLLM and AIPerf run several processes).
 
-    python benchmarks/loadgen_shape.py [--rate 100] [--requests 5000] [--tools harness,vllm,guidellm,aiperf]
+    python -m benchmarks.loadgen_shape [--rate 100] [--requests 5000] [--tools harness,vllm,guidellm,aiperf]
 """
 
 from __future__ import annotations
@@ -31,10 +31,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from loadgen_common import HARNESS, ROOT, Sent, ToolUnavailable, ground_truth, load_average, machine, pct, simulator
-from loadgen_peers import PEER_SHAPE_TOOLS, profile_of
 from scipy import stats
 
+from benchmarks.loadgen_common import (
+    HARNESS,
+    ROOT,
+    Sent,
+    ToolUnavailable,
+    ground_truth,
+    load_average,
+    machine,
+    pct,
+    simulator,
+)
+from benchmarks.loadgen_peers import PEER_SHAPE_TOOLS, profile_of
 from harness.records.record import read_run
 from harness.target.endpoint import Target
 

@@ -1,6 +1,6 @@
 """Where Locust stops and `harness bench` takes over: one Locust worker process against `harness bench`, same core.
 
-    python benchmarks/locust_capacity.py [--users 64] [--duration 15] [--rounds 3] [--accuracy-users 32]
+    python -m benchmarks.locust_capacity [--users 64] [--duration 15] [--rounds 3] [--accuracy-users 32]
 
 1. Capacity. The simulator answers at once (`--ttft-ms 0 --itl-ms 0`) on CPU 0; the tool runs on CPU 1
    (`taskset -c 1`): one Locust worker process running `scenarios/chat.py` (its master, which only collects
@@ -34,8 +34,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from loadgen_common import ROOT, Measured, ToolRun, abs_p99, ground_truth, machine, pct, score, simulator
-
+from benchmarks.loadgen_common import ROOT, Measured, ToolRun, abs_p99, ground_truth, machine, pct, score, simulator
 from harness.records.record import RunFile, read_run
 from harness.target.endpoint import Target
 

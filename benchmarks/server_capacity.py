@@ -1,6 +1,6 @@
 """Capacity of the API layer on one core: the reference server against GuideLLM's mock server and bare aiohttp.
 
-    python benchmarks/server_capacity.py [--duration 15] [--rounds 3] [--quick] [--update-results]
+    python -m benchmarks.server_capacity [--duration 15] [--rounds 3] [--quick] [--update-results]
 
 All three servers run on core 0 (`taskset -c 0`), and `wrk` drives one of them at a time from core 1
 (`taskset -c 1`; the others are idle meanwhile) with keep-alive connections, POSTing a chat request that asks
@@ -24,7 +24,7 @@ The servers:
   are not answered with 429.
 * GuideLLM's `guidellm mock-server` (installed on demand into `benchmarks/.venvs/guidellm`) with zero TTFT/ITL
   and 64 output tokens, as its CLI starts it.
-* `benchmarks/bare_server.py`: a constant-body aiohttp handler under the same interpreter and uvloop as ours,
+* `python -m benchmarks.bare_server`: a constant-body aiohttp handler under the same interpreter and uvloop as ours,
   the physical bound.
 
 A run in which wrk saw any non-2xx status or socket error is reported as INVALID (and the command exits 1).
@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from results_md import RESULTS, update_section
+from benchmarks.results_md import RESULTS, update_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -71,7 +71,7 @@ GOALS = {"non_streamed": 5.0, "streamed": 2.5}  # ours / GuideLLM
 # Measured on this machine class when the issue was written (for context only; the ratios use this run).
 ISSUE_REFERENCE = {"guidellm": (1429.0, 28_000.0), "bare": (38_900.0, 136_000.0)}
 READY_TIMEOUT_S = 90.0
-SECTION = "## Server capacity: one server core, wrk on the other (`benchmarks/server_capacity.py`)"
+SECTION = "## Server capacity: one server core, wrk on the other (`python -m benchmarks.server_capacity`)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def start_guidellm(logs: Path) -> Server:
 def start_bare(logs: Path) -> Server:
     cmd = [
         "taskset", "-c", str(SERVER_CPU),
-        sys.executable, str(HERE / "bare_server.py"), "--host", HOST, "--port", "0",
+        sys.executable, "-m", "benchmarks.bare_server", "--host", HOST, "--port", "0",
         "--chunks", str(OUTPUT_TOKENS),
     ]  # fmt: skip
     log = logs / "bare.log"
@@ -872,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(
-            ["python", "benchmarks/server_capacity.py", *(argv if argv is not None else sys.argv[1:])]
+            ["python", "-m", "benchmarks.server_capacity", *(argv if argv is not None else sys.argv[1:])]
         ),
         "machine": machine(),
         "wrk": _tool_version([wrk, "-v"]).split(" [")[0],

@@ -1,6 +1,6 @@
 """Soak under faults: the reference server keeps serving and leaves nothing behind.
 
-    python benchmarks/soak.py [--requests 10000] [--quick] [--json PATH] [--update-results]
+    python -m benchmarks.soak [--requests 10000] [--quick] [--json PATH] [--update-results]
 
 Starts `python -m reference_server --enable-faults` (simulator, 127.0.0.1, two keys with the limit of 30) and sends
 it a seeded mix of requests from 48 concurrent clients, 36 of them on one key so that it also meets its limit:
@@ -47,18 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import aiohttp
+import orjson
 
-import aiohttp  # noqa: E402
-import orjson  # noqa: E402
-from results_md import RESULTS, update_section  # noqa: E402
+from benchmarks.results_md import RESULTS, update_section
+from harness.target.launch import DEFAULT_MODEL, LaunchedServer, launch_reference_server
 
-from harness.target.launch import DEFAULT_MODEL, LaunchedServer, launch_reference_server  # noqa: E402
-
-SECTION = "## Soak under faults (`benchmarks/soak.py`)"
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Soak under faults (`python -m benchmarks.soak`)"
 RSS_GROWTH_LIMIT = 0.10
 CLIENTS_ON_KEY = (36, 12)  # the first key is over its limit of 30 part of the time
 SERVER_ARGS = [
@@ -509,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join(["python", "benchmarks/soak.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(["python", "-m", "benchmarks.soak", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
     }
     result = asyncio.run(soak_run(args))

@@ -13,7 +13,7 @@ same requests (`timing_error_ms.cells`, computed by `harness.analysis.metrics`):
 A false VALID is a run judged VALID with a judged cell beyond tolerance; a false INVALID cell is flagged but within
 it. Goal: coverage ≥ 95 % of cells, no false VALID in the starved conditions.
 
-    python benchmarks/validity_coverage.py [--conditions idle,open,256,uvloop,starved,starved-256] [--record]
+    python -m benchmarks.validity_coverage [--conditions idle,open,256,uvloop,starved,starved-256] [--record]
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadgen_common import HARNESS, ROOT, load_average, machine, pinned, simulator
-from results_md import update_section
-
+from benchmarks.loadgen_common import HARNESS, ROOT, load_average, machine, pinned, simulator
+from benchmarks.results_md import update_section
 from harness.analysis import validity
 from harness.analysis.shape import TruthCell, Worst
 from harness.analysis.summary import build_summary
@@ -249,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in missed:
         print(f"  not covered: {line}")
     if args.record:
-        command = "python benchmarks/validity_coverage.py" + (
+        command = "python -m benchmarks.validity_coverage" + (
             "" if names == list(CONDITIONS) else f" --conditions {','.join(names)}"
         )
         section = (

@@ -1,6 +1,6 @@
 """A/B: the reference server on the vllm engine versus vLLM's own OpenAI server, same model, same load.
 
-    python benchmarks/vllm_ab.py [--rounds 3] [--num-prompts 120] [--harness-rounds 1]
+    python -m benchmarks.vllm_ab [--rounds 3] [--num-prompts 120] [--harness-rounds 1]
 
 Both servers serve the embedded model (SmolLM2-135M-Instruct, float32, max_model_len 2048, eager) on this machine.
 The client is `vllm bench serve` from the vLLM package (random 128 input / 64 output tokens, ignore_eos,
@@ -22,11 +22,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from harness.target.launch import launch_reference_server, launch_vllm_openai_server, new_key  # noqa: E402
-from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model  # noqa: E402
+from harness.target.launch import launch_reference_server, launch_vllm_openai_server, new_key
+from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
 
 ENGINE = ["--max-model-len", "2048", "--enforce-eager", "--dtype", "float32", "--gpu-memory-utilization", "0.3"]
 BENCH_SERVE = (

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from benchmarks.loadgen_peers import OFFLINE, VLLM_BENCH
 from harness.target.launch import LaunchedServer, launch_reference_server
 from reference_server.engines.embedded_model import ensure_embedded_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-from loadgen_peers import OFFLINE, VLLM_BENCH
 
 pytestmark = pytest.mark.vllm
 
