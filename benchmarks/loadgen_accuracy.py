@@ -27,19 +27,12 @@ import argparse
 import datetime
 import sys
 
-from benchmarks.loadgen_common import (
-    Load,
-    ToolUnavailable,
-    abs_p99,
-    chunk_rate,
-    ground_truth,
-    load_average,
-    machine,
-    pct,
-    score,
-    simulator,
-)
+from benchmarks.loadgen_common import Load, chunk_rate, ground_truth, score
 from benchmarks.loadgen_peers import ALL_TOOLS, profile_of
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import abs_p99, percentile
 
 DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"
 
@@ -81,8 +74,8 @@ def main() -> int:
         ttft99, itl99 = abs_p99(errors.ttft_ms), abs_p99(errors.itl_ms)
         results[name] = max(ttft99, itl99)
         sparse = any(m.token_chunks is not None for m in run.requests)
-        send = f"{pct(errors.send_lag_ms, 50):.2f}/{pct(errors.send_lag_ms, 99):.2f}"
-        recv = f"{pct(errors.arrival_lag_ms, 50):.2f}/{pct(errors.arrival_lag_ms, 99):.2f}"
+        send = f"{percentile(errors.send_lag_ms, 50):.2f}/{percentile(errors.send_lag_ms, 99):.2f}"
+        recv = f"{percentile(errors.arrival_lag_ms, 50):.2f}/{percentile(errors.arrival_lag_ms, 99):.2f}"
         itl = f"{itl99:.3f}{'*' if sparse else ' '}"
         print(
             f"{run.name:24} {errors.matched:>7} {ttft99:>14.3f} {itl:>13} {abs_p99(errors.mean_itl_ms):>18.3f} "

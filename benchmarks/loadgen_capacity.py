@@ -28,17 +28,12 @@ import os
 import sys
 import time
 
-from benchmarks.loadgen_common import (
-    Load,
-    ToolUnavailable,
-    abs_p99,
-    chunk_rate,
-    ground_truth,
-    machine,
-    score,
-    simulator,
-)
+from benchmarks.loadgen_common import Load, chunk_rate, ground_truth, score
 from benchmarks.loadgen_peers import profile_of, run_levels
+from benchmarks.support.machine import machine
+from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import abs_p99
 
 TOOL_CPU, SIM_CPU = 1, 0
 DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"

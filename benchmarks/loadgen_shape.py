@@ -33,33 +33,24 @@ from pathlib import Path
 
 from scipy import stats
 
-from benchmarks.loadgen_common import (
-    HARNESS,
-    ROOT,
-    Sent,
-    ToolUnavailable,
-    ground_truth,
-    load_average,
-    machine,
-    pct,
-    simulator,
-)
+from benchmarks.loadgen_common import Sent, ground_truth
 from benchmarks.loadgen_peers import PEER_SHAPE_TOOLS, profile_of
+from benchmarks.support import ROOT
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import percentile
 from harness.records.record import read_run
 from harness.target.endpoint import Target
 
 
 def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent:
     with tempfile.TemporaryDirectory() as out:
-        argv = [
-            *HARNESS,
-            "bench",
-            "--base-url",
-            target.base_url,
-            "--api-key",
-            target.api_key,
-            "--model",
-            target.model,
+        argv = bench_argv(
+            target,
+            out,
+            "shape",
             "--rate",
             str(rate),
             "--arrival",
@@ -74,14 +65,9 @@ def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent
             "1",
             "--trace-timing",
             "--no-calibrate",
-            "--no-progress",
-            "--output-dir",
-            out,
-            "--run-id",
-            "shape",
             "--seed",
             str(seed),
-        ]
+        )
         subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         run = read_run(Path(out) / "shape" / "records.jsonl")
     records = sorted((r for r in run.requests if r.sent_ns is not None), key=lambda r: r.scheduled_ns)
@@ -139,10 +125,8 @@ def main() -> int:
             series = [("taken up", sent.dispatched_ns)] if sent.dispatched_ns is not None else []
             for label, times in [*series, ("sent", sent.sent_ns)]:
                 late = [(times[i] - c) / 1e6 for i, c in zip(kept, schedule, strict=True)]
-                print(
-                    f"  {'schedule → ' + label:22} p50 {pct(late, 50):.3f} ms  p99 {pct(late, 99):.3f} ms  "
-                    f"max {max(late):.3f} ms"
-                )
+                p50, p99 = percentile(late, 50), percentile(late, 99)
+                print(f"  {'schedule → ' + label:22} p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {max(late):.3f} ms")
             span = (sent.sent_ns[kept[-1]] - sent.sent_ns[kept[0]]) / (schedule[-1] - schedule[0])
             print(f"  {'sent vs schedule':22} achieved/scheduled rate {1 / span:.5f}")
         if sent.dispatched_ns is not None:

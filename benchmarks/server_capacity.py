@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_md import RESULTS, update_section
+from benchmarks.support.results import RESULTS, update_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

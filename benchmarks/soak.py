@@ -50,7 +50,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from benchmarks.results_md import RESULTS, update_section
+from benchmarks.support.results import RESULTS, update_section
 from harness.target.launch import DEFAULT_MODEL, LaunchedServer, launch_reference_server
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,8 +29,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.loadgen_common import HARNESS, ROOT, load_average, machine, pinned, simulator
-from benchmarks.results_md import update_section
+from benchmarks.support import ROOT
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.processes import Group, pinned
+from benchmarks.support.results import update_section
+from benchmarks.support.simulator import simulator
 from harness.analysis import validity
 from harness.analysis.shape import TruthCell, Worst
 from harness.analysis.summary import build_summary
@@ -123,24 +127,16 @@ class Outcome:
 @contextlib.contextmanager
 def burner(cpu: int) -> Iterator[None]:
     """A process that keeps `cpu` busy: the client pinned beside it gets about half of that CPU."""
-    process = subprocess.Popen(pinned([sys.executable, "-c", "while True: pass"], cpu))
-    try:
+    with Group() as group:
+        group.start(pinned([sys.executable, "-c", "while True: pass"], cpu))
         yield
-    finally:
-        process.kill()
-        process.wait()
 
 
 def bench(target: Target, condition: Condition, out: Path) -> Path:
-    argv = [
-        *HARNESS,
-        "bench",
-        "--base-url",
-        target.base_url,
-        "--api-key",
-        target.api_key,
-        "--model",
-        target.model,
+    argv = bench_argv(
+        target,
+        out,
+        condition.name,
         *condition.load,
         "--warmup",
         "0.5",
@@ -150,13 +146,8 @@ def bench(target: Target, condition: Condition, out: Path) -> Path:
         "64",
         "--trace-timing",
         "--no-calibrate",
-        "--no-progress",
-        "--output-dir",
-        str(out),
-        "--run-id",
-        condition.name,
         *condition.extra,
-    ]
+    )
     subprocess.run(pinned(argv, CLIENT_CPU), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return out / condition.name
 
