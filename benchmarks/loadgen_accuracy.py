@@ -24,13 +24,13 @@ chunk, which the reference server sends before the first token).
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
 from benchmarks.loadgen_common import Load, chunk_rate, ground_truth, score
 from benchmarks.loadgen_peers import ALL_TOOLS, profile_of
 from benchmarks.support.machine import load_average, machine
 from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.results import now_utc
 from benchmarks.support.simulator import simulator
 from benchmarks.support.stats import abs_p99, percentile
 
@@ -49,7 +49,7 @@ def main() -> int:
     args = p.parse_args()
     load = Load(args.streams, args.requests, args.output_tokens, cpu=args.tool_cpu, warmup=args.streams)
     sim_cpu = None if args.tool_cpu is None else (0 if args.tool_cpu != 0 else 1)
-    print(f"# accuracy — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# accuracy — {now_utc()} — {machine()}")
     print(
         f"simulator TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms; {args.streams} concurrent streams, "
         f"{args.requests} scored requests of {args.output_tokens} tokens per tool"

@@ -23,7 +23,6 @@ the limit.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from benchmarks.loadgen_common import Load, chunk_rate, ground_truth, score
 from benchmarks.loadgen_peers import profile_of, run_levels
 from benchmarks.support.machine import machine
 from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.results import now_utc
 from benchmarks.support.simulator import simulator
 from benchmarks.support.stats import abs_p99
 
@@ -52,7 +52,7 @@ def main() -> int:
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two CPUs", file=sys.stderr)
         return 2
-    print(f"# capacity — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# capacity — {now_utc()} — {machine()}")
     print(f"tool on CPU {TOOL_CPU}, simulator on CPU {SIM_CPU}; ITL {args.itl_ms:g} ms, {args.output_tokens} tokens")
     print(
         f"{'tool':24} {'streams':>7} {'offered/s':>9} {'chunks/s':>9} {'|ITL err| p99':>13} {'|TTFT err| p99':>14} "

@@ -23,7 +23,6 @@ are not pinned (GuideLLM and AIPerf run several processes).
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from benchmarks.support import ROOT
 from benchmarks.support.harness_cli import bench_argv
 from benchmarks.support.machine import load_average, machine
 from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.results import now_utc
 from benchmarks.support.simulator import simulator
 from benchmarks.support.stats import percentile
 from harness.records.record import read_run
@@ -104,7 +104,7 @@ def main() -> int:
     p.add_argument("--tools", default="harness,vllm,guidellm,aiperf")
     p.add_argument("--sim-cpu", type=int, default=0, help="pin the simulator to this CPU (-1: not pinned)")
     args = p.parse_args()
-    print(f"# load shape — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# load shape — {now_utc()} — {machine()}")
     print(f"Poisson at {args.rate:g} requests/s, {args.requests} requests (±{1 / args.requests**0.5:.1%} is 1σ)")
     for name in args.tools.split(","):
         try:

@@ -23,7 +23,6 @@ The machine may be shared: the load average is printed before and after, and eve
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from benchmarks.support import ROOT
 from benchmarks.support.harness_cli import bench_argv
 from benchmarks.support.machine import load_average, machine
 from benchmarks.support.processes import Group, pinned
+from benchmarks.support.results import now_utc
 from benchmarks.support.simulator import simulator
 from benchmarks.support.stats import abs_p99, percentile
 from benchmarks.support.usage import cpu_seconds
@@ -155,7 +155,7 @@ def main() -> int:
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two CPUs", file=sys.stderr)
         return 2
-    print(f"# Locust vs harness bench — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# Locust vs harness bench — {now_utc()} — {machine()}")
     print(f"load average before: {load_average(' ')}")
     print(f"server on CPU {SERVER_CPU}, tool on CPU {TOOL_CPU}; {INPUT_TOKENS} input words, {args.max_tokens} tokens")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from benchmarks.support import ROOT
 from benchmarks.support.harness_cli import bench_argv
 from benchmarks.support.machine import load_average, machine
 from benchmarks.support.processes import Group, pinned
-from benchmarks.support.results import update_section
+from benchmarks.support.results import now_utc, update_section
 from benchmarks.support.simulator import simulator
 from harness.analysis import validity
 from harness.analysis.shape import TruthCell, Worst
@@ -218,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     if unknown := [n for n in names if n not in CONDITIONS]:
         p.error(f"unknown condition(s) {', '.join(unknown)}: use {', '.join(CONDITIONS)}")
-    started = datetime.datetime.now(datetime.UTC)
+    started = now_utc()
     outcomes = []
     for name in names:
         outcome = measure(CONDITIONS[name], args.itl_ms)
@@ -243,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "" if names == list(CONDITIONS) else f" --conditions {','.join(names)}"
         )
         section = (
-            f"{SECTION}\n\n{started:%Y-%m-%d %H:%M} UTC — {machine()} — `{command}`\n\n"
+            f"{SECTION}\n\n{started} — {machine()} — `{command}`\n\n"
             f"Simulator TTFT 20 ms, ITL {args.itl_ms:g} ms, 64-token outputs, pinned to CPU {SERVER_CPU}; "
             f"`harness bench` pinned to CPU {CLIENT_CPU}. Cells: {', '.join(STATS)} of {', '.join(METRICS)}; "
             "a statistic's cell is judged when the verdict judges it (not the max, nor a percentile that is the max)."
