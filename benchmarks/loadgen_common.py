@@ -1,4 +1,5 @@
-"""Shared by the load-generator benchmarks: the simulator with ground truth, the tools under test, and scoring.
+"""Shared by the load-generator benchmarks: the tools under test, and their scoring against the simulator's ground
+truth (the simulator itself: `benchmarks.support.simulator`).
 
 A *tool* is a function that drives load against a target and returns what it measured per request (send time,
 first-token time and chunk arrival times on this machine's CLOCK_MONOTONIC, plus the id under which the simulator
