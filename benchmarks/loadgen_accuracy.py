@@ -18,28 +18,21 @@ chunk, which the reference server sends before the first token).
 
 `harness-uvloop` is harness bench with `--uvloop`, whose reads are timed when its loop reads them, not by the kernel.
 
-    python benchmarks/loadgen_accuracy.py [--streams 256] [--requests 768] [--tools harness,harness-uvloop,naive,...]
+    python -m benchmarks.loadgen_accuracy [--streams 256] [--requests 768] [--tools harness,harness-uvloop,naive,...]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
-from loadgen_common import (
-    Load,
-    ToolUnavailable,
-    abs_p99,
-    chunk_rate,
-    ground_truth,
-    load_average,
-    machine,
-    pct,
-    score,
-    simulator,
-)
-from loadgen_peers import ALL_TOOLS, profile_of
+from benchmarks.loadgen_common import Load, chunk_rate, ground_truth, score
+from benchmarks.loadgen_peers import ALL_TOOLS, profile_of
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.results import now_utc
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import abs_p99, percentile
 
 DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"
 
@@ -56,7 +49,7 @@ def main() -> int:
     args = p.parse_args()
     load = Load(args.streams, args.requests, args.output_tokens, cpu=args.tool_cpu, warmup=args.streams)
     sim_cpu = None if args.tool_cpu is None else (0 if args.tool_cpu != 0 else 1)
-    print(f"# accuracy — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# accuracy — {now_utc()} — {machine()}")
     print(
         f"simulator TTFT {args.ttft_ms:g} ms, ITL {args.itl_ms:g} ms; {args.streams} concurrent streams, "
         f"{args.requests} scored requests of {args.output_tokens} tokens per tool"
@@ -81,8 +74,8 @@ def main() -> int:
         ttft99, itl99 = abs_p99(errors.ttft_ms), abs_p99(errors.itl_ms)
         results[name] = max(ttft99, itl99)
         sparse = any(m.token_chunks is not None for m in run.requests)
-        send = f"{pct(errors.send_lag_ms, 50):.2f}/{pct(errors.send_lag_ms, 99):.2f}"
-        recv = f"{pct(errors.arrival_lag_ms, 50):.2f}/{pct(errors.arrival_lag_ms, 99):.2f}"
+        send = f"{percentile(errors.send_lag_ms, 50):.2f}/{percentile(errors.send_lag_ms, 99):.2f}"
+        recv = f"{percentile(errors.arrival_lag_ms, 50):.2f}/{percentile(errors.arrival_lag_ms, 99):.2f}"
         itl = f"{itl99:.3f}{'*' if sparse else ' '}"
         print(
             f"{run.name:24} {errors.matched:>7} {ttft99:>14.3f} {itl:>13} {abs_p99(errors.mean_itl_ms):>18.3f} "

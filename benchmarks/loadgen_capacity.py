@@ -17,28 +17,23 @@ imports, GuideLLM's and AIPerf's worker processes) is much of it. Six scored rou
 1,200 gaps, so a p99 rests on the worst 12 of them; with three rounds one stall of this VM moved a level across
 the limit.
 
-    python benchmarks/loadgen_capacity.py [--streams 4,8,16,32,64] [--itl-ms 5] [--tools harness,naive,...]
+    python -m benchmarks.loadgen_capacity [--streams 4,8,16,32,64] [--itl-ms 5] [--tools harness,naive,...]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
 
-from loadgen_common import (
-    Load,
-    ToolUnavailable,
-    abs_p99,
-    chunk_rate,
-    ground_truth,
-    machine,
-    score,
-    simulator,
-)
-from loadgen_peers import profile_of, run_levels
+from benchmarks.loadgen_common import Load, chunk_rate, ground_truth, score
+from benchmarks.loadgen_peers import profile_of, run_levels
+from benchmarks.support.machine import machine
+from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.results import now_utc
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import abs_p99
 
 TOOL_CPU, SIM_CPU = 1, 0
 DEFAULT_TOOLS = "harness,harness-uvloop,naive,vllm,guidellm,aiperf"
@@ -57,7 +52,7 @@ def main() -> int:
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two CPUs", file=sys.stderr)
         return 2
-    print(f"# capacity — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# capacity — {now_utc()} — {machine()}")
     print(f"tool on CPU {TOOL_CPU}, simulator on CPU {SIM_CPU}; ITL {args.itl_ms:g} ms, {args.output_tokens} tokens")
     print(
         f"{'tool':24} {'streams':>7} {'offered/s':>9} {'chunks/s':>9} {'|ITL err| p99':>13} {'|TTFT err| p99':>14} "

@@ -1,40 +1,33 @@
-"""Shared by the load-generator benchmarks: the simulator with ground truth, the tools under test, and scoring.
+"""Shared by the load-generator benchmarks: the tools under test, and their scoring against the simulator's ground
+truth (the simulator itself: `benchmarks.support.simulator`).
 
 A *tool* is a function that drives load against a target and returns what it measured per request (send time,
 first-token time and chunk arrival times on this machine's CLOCK_MONOTONIC, plus the id under which the simulator
 filed its trace: the response id, or the `x-request-id` the tool sent). Ground truth comes from the simulator's
-`/debug/traces/{id}`. The peers (vllm bench serve, GuideLLM, AIPerf) live in `loadgen_peers.py`, each in its own
-virtual environment (`loadgen_peers.ALL_TOOLS` is ours, the baseline and the peers).
+`/debug/traces/{id}`. The peers (vllm bench serve, GuideLLM, AIPerf) are driven in `benchmarks.loadgen_peers`
+(`ALL_TOOLS` there is ours, the baseline and the peers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import aiohttp
+import numpy as np
 
-import aiohttp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from harness.records.record import read_run  # noqa: E402
-from harness.target.endpoint import Target  # noqa: E402
-from harness.target.launch import LaunchedServer, launch_reference_server  # noqa: E402
-from schemas import Profile  # noqa: E402
-
-HARNESS = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
+from benchmarks.support import ROOT
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.processes import pinned
+from harness.records.record import read_run
+from harness.target.endpoint import Target
 
 
 @dataclass(slots=True)
@@ -101,57 +94,13 @@ def chunk_rate(run: ToolRun) -> float:
     return sum(m.chunks for m in scored) / span_s
 
 
-class ToolUnavailable(RuntimeError):
-    """A peer could not be installed or run here; the benchmark reports why and goes on with the others."""
-
-
-@contextlib.contextmanager
-def simulator(
-    ttft_ms: float,
-    itl_ms: float,
-    *,
-    limit: int = 100_000,
-    cpu: int | None = None,
-    prefill_ms_per_token: float = 0.0,
-    profile: Profile = "anyscale",
-) -> Iterator[LaunchedServer]:
-    """The reference server's simulator with a flat latency model (no batch slowdown, no prefill cost).
-
-    On asyncio's event loop, so that its traces take each request's arrival from the kernel: the time the request
-    reached its socket, not the time a loop busy with other streams came round to reading it.
-    """
-    args = [
-        f"--ttft-ms={ttft_ms}",
-        f"--itl-ms={itl_ms}",
-        "--itl-batch-factor=0",
-        f"--prefill-ms-per-token={prefill_ms_per_token}",
-        "--max-num-seqs=100000",
-    ]
-    # Ground truth: each request's arrival as the kernel timed it (the launcher's default, stated because it matters).
-    with launch_reference_server(
-        concurrency_limit=limit, extra_args=args, profile=profile, event_loop="asyncio"
-    ) as server:
-        if cpu is not None:
-            os.sched_setaffinity(server.process.pid, {cpu})
-        yield server
-
-
-def pinned(argv: list[str], cpu: int | None) -> list[str]:
-    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
-
-
 def run_harness(target: Target, load: Load, extra: Sequence[str] = (), name: str = "harness bench") -> ToolRun:
     """`harness bench`, closed loop, in its own process (pinned when asked), read back from its records."""
     with tempfile.TemporaryDirectory() as out:
-        argv = [
-            *HARNESS,
+        argv = bench_argv(
+            target,
+            out,
             "bench",
-            "--base-url",
-            target.base_url,
-            "--api-key",
-            target.api_key,
-            "--model",
-            target.model,
             "--concurrency",
             str(load.concurrency),
             "--requests",
@@ -166,13 +115,8 @@ def run_harness(target: Target, load: Load, extra: Sequence[str] = (), name: str
             str(load.output_tokens),
             "--trace-timing",
             "--no-calibrate",
-            "--no-progress",
-            "--output-dir",
-            out,
-            "--run-id",
-            "bench",
             *extra,
-        ]
+        )
         started = time.perf_counter()
         subprocess.run(pinned(argv, load.cpu), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
@@ -203,7 +147,8 @@ def run_naive(target: Target, load: Load) -> ToolRun:
         path = Path(out) / "naive.jsonl"
         argv = [
             sys.executable,
-            str(ROOT / "benchmarks" / "loadgen_naive_client.py"),
+            "-m",
+            "benchmarks.loadgen_naive_client",
             target.base_url,
             target.api_key,
             target.model,
@@ -314,28 +259,3 @@ def score(run: ToolRun, truth: dict[str, Truth]) -> Errors:
             errors.mean_itl_ms.append(span_err / (m.chunks - 1) / 1e6)
         errors.arrival_lag_ms.extend(((np.asarray(m.chunk_ns) - np.asarray(true_chunks)) / 1e6).tolist())
     return errors
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    return (
-        float(np.percentile(np.asarray(values, dtype=np.float64), q, method="inverted_cdf")) if values else float("nan")
-    )
-
-
-def abs_p99(values: Sequence[float]) -> float:
-    return pct([abs(v) for v in values], 99)
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}/{five:.2f}/{fifteen:.2f}"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"

@@ -3,7 +3,7 @@
 aiohttp with default settings, `async for line in response.content`, the clock read after each line is decoded
 and parsed (the pattern of most LLM benchmark clients). Not a peer tool: a yardstick measured in the same run.
 
-    python benchmarks/loadgen_naive_client.py URL KEY MODEL CONCURRENCY REQUESTS IN_TOKENS OUT_TOKENS OUT WARMUP
+    python -m benchmarks.loadgen_naive_client URL KEY MODEL CONCURRENCY REQUESTS IN_TOKENS OUT_TOKENS OUT WARMUP
 """
 
 from __future__ import annotations

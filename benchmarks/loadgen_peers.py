@@ -1,9 +1,7 @@
 """The peers of `harness bench` in the load-generator benchmarks: vllm bench serve, GuideLLM and AIPerf.
 
-Each peer runs through its own command line, in its own process (pinned to a CPU like ours when asked), and is read
-back from the per-request results it saves; nothing of theirs is imported here. vllm bench serve comes with the vLLM
-package of the project's environment; GuideLLM and AIPerf are installed on first use into their own virtual
-environments under `benchmarks/.venvs/` (gitignored), never into the project's.
+Each peer (`benchmarks.support.peers`: how it is installed and invoked) runs in its own process, pinned to a CPU like
+ours when asked, and is read back from the per-request results it saves.
 
 How each peer's per-request timings are recovered and matched to the simulator's traces (all three send the
 `x-trace-timing` header, so the simulator traces their requests and no request goes untraced):
@@ -22,11 +20,8 @@ How each peer's per-request timings are recovered and matched to the simulator's
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,65 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen_common import (
-    ROOT,
-    TOOLS,
-    Load,
-    Measured,
-    Sent,
-    Tool,
-    ToolRun,
-    ToolUnavailable,
-    load_average,
-    pinned,
-)
-
+from benchmarks.loadgen_common import TOOLS, Load, Measured, Sent, Tool, ToolRun
+from benchmarks.support.machine import load_average
+from benchmarks.support.peers import AIPERF, GUIDELLM, PEERS, VLLM_BENCH, ToolUnavailable
 from harness.target.endpoint import Target
 from schemas import Profile
 
-VENVS = ROOT / "benchmarks" / ".venvs"
 TRACE_HEADER = "x-trace-timing"
-VLLM_BENCH = [
-    sys.executable,
-    "-c",
-    "import argparse, sys; from vllm.benchmarks.serve import add_cli_args, main; "
-    "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))",
-]
-# No network here: without this, the Hugging Face libraries inside vLLM and GuideLLM retry the hub before using the
-# local tokenizer folder. (AIPerf refuses a local folder in offline mode: it asks the hub what the path is.)
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def _tail(text: str | bytes | None, lines: int = 12) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return "\n".join((text or "").strip().splitlines()[-lines:])
-
-
-def ensure_venv(name: str, package: str, exe: str) -> Path:
-    """The peer's executable in `benchmarks/.venvs/NAME`, created with `pip install PACKAGE` when missing."""
-    venv = VENVS / name
-    path = venv / "bin" / exe
-    if path.exists():
-        return path
-    print(f"installing {package} into {venv.relative_to(ROOT)} (once) ...", file=sys.stderr, flush=True)
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    try:
-        if not (venv / "bin" / "python").exists():
-            subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
-        subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", package],
-            check=True,
-            capture_output=True,
-            timeout=1800,
-        )
-    except subprocess.CalledProcessError as exc:
-        raise ToolUnavailable(f"`pip install {package}` failed:\n{_tail(exc.stderr)}") from None
-    except subprocess.TimeoutExpired:
-        raise ToolUnavailable(f"`pip install {package}` did not finish within its time limit") from None
-    if not path.exists():
-        raise ToolUnavailable(f"{package} installed but {path} is missing")
-    return path
 
 
 @functools.cache
@@ -106,13 +49,27 @@ def tokenizer_dir() -> Path:
         raise ToolUnavailable(f"no local tokenizer for the peers: {exc}") from None
 
 
-def _run(argv: list[str], cpu: int | None, log: Path, env: dict[str, str]) -> None:
-    with log.open("wb") as sink:
-        done = subprocess.run(
-            pinned(argv, cpu), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
-    if done.returncode != 0:
-        raise ToolUnavailable(f"{Path(argv[0]).name} … exited with {done.returncode}:\n{_tail(log.read_bytes())}")
+@dataclass(frozen=True, slots=True)
+class Drive:
+    """What a peer is asked to send: a closed loop of `concurrency` streams, or a Poisson open loop at `rate`."""
+
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cpu: int | None
+    seed: int
+    concurrency: int | None = None
+    rate: float | None = None
+
+    @classmethod
+    def closed(cls, load: Load) -> Drive:
+        """A capacity or accuracy run: warm-up requests first, in the same process."""
+        return cls(load.warmup + load.requests, load.input_tokens, load.output_tokens, load.cpu, 0, load.concurrency)
+
+    @classmethod
+    def poisson(cls, rate: float, requests: int, seed: int) -> Drive:
+        """A load-shape run: short requests (16 tokens in, one out), the tool not pinned."""
+        return cls(requests, 16, 1, None, seed, rate=rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,49 +106,35 @@ def _drop_warmup(measured: list[Measured], warmup: int) -> list[Measured]:
 # vllm bench serve
 
 
-def _vllm(
-    target: Target,
-    out: Path,
-    *,
-    requests: int,
-    input_tokens: int,
-    output_tokens: int,
-    cpu: int | None,
-    seed: int,
-    concurrency: int | None = None,
-    rate: float | None = None,
-) -> tuple[str, dict[str, Any]]:
-    if importlib.util.find_spec("vllm") is None:
-        raise ToolUnavailable("vllm is not installed in the project's environment (scripts/install.sh installs it)")
+def _vllm(target: Target, out: Path, drive: Drive) -> tuple[str, dict[str, Any]]:
     prefix = f"vllm-bench-{os.urandom(4).hex()}-"
-    argv = [
-        *VLLM_BENCH,
+    args = [
         "--backend", "openai-chat",
         "--base-url", target.root_url,
         "--endpoint", "/v1/chat/completions",
         "--model", target.model,
         "--tokenizer", str(tokenizer_dir()),
         "--dataset-name", "random",
-        "--random-input-len", str(input_tokens),
-        "--random-output-len", str(output_tokens),
-        "--num-prompts", str(requests),
+        "--random-input-len", str(drive.input_tokens),
+        "--random-output-len", str(drive.output_tokens),
+        "--num-prompts", str(drive.requests),
         "--ignore-eos",
         # It asks for `max_completion_tokens`; the lengths are pinned under the older names too, for servers that
         # read only those (the reference server did before issue 17).
-        "--extra-body", json.dumps({"max_tokens": output_tokens, "min_tokens": output_tokens}),
+        "--extra-body", json.dumps({"max_tokens": drive.output_tokens, "min_tokens": drive.output_tokens}),
         "--header", f"{TRACE_HEADER}=1",
         "--request-id-prefix", prefix,
-        "--seed", str(seed),
+        "--seed", str(drive.seed),
         "--save-result", "--save-detailed",
         "--result-dir", str(out),
         "--result-filename", "result.json",
         "--disable-tqdm",
     ]  # fmt: skip
-    if concurrency is not None:
-        argv += ["--max-concurrency", str(concurrency), "--request-rate", "inf"]
+    if drive.concurrency is not None:
+        args += ["--max-concurrency", str(drive.concurrency), "--request-rate", "inf"]
     else:
-        argv += ["--request-rate", str(rate), "--burstiness", "1.0"]
-    _run(argv, cpu, out / "vllm.log", {**OFFLINE, "OPENAI_API_KEY": target.api_key})
+        args += ["--request-rate", str(drive.rate), "--burstiness", "1.0"]
+    VLLM_BENCH.run(args, out / "vllm.log", cpu=drive.cpu, OPENAI_API_KEY=target.api_key)
     return prefix, json.loads((out / "result.json").read_text())
 
 
@@ -219,27 +162,16 @@ def _vllm_measured(prefix: str, result: dict[str, Any]) -> list[Measured]:
 def run_vllm_bench(target: Target, load: Load) -> ToolRun:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        prefix, result = _vllm(
-            target,
-            Path(tmp),
-            requests=load.warmup + load.requests,
-            input_tokens=load.input_tokens,
-            output_tokens=load.output_tokens,
-            cpu=load.cpu,
-            seed=0,
-            concurrency=load.concurrency,
-        )
+        prefix, result = _vllm(target, Path(tmp), Drive.closed(load))
         wall = time.perf_counter() - started
-    return ToolRun("vllm bench serve", _drop_warmup(_vllm_measured(prefix, result), load.warmup), wall)
+    return ToolRun(VLLM_BENCH.label, _drop_warmup(_vllm_measured(prefix, result), load.warmup), wall)
 
 
 def shape_vllm_bench(target: Target, rate: float, requests: int, seed: int) -> Sent:
     with tempfile.TemporaryDirectory() as tmp:
-        prefix, result = _vllm(
-            target, Path(tmp), requests=requests, input_tokens=16, output_tokens=1, cpu=None, seed=seed, rate=rate
-        )
+        prefix, result = _vllm(target, Path(tmp), Drive.poisson(rate, requests, seed))
     measured = sorted(_vllm_measured(prefix, result), key=lambda m: m.sent_ns)
-    return Sent("vllm bench serve", [m.sent_ns for m in measured], None, [m.request_id or "" for m in measured])
+    return Sent(VLLM_BENCH.label, [m.sent_ns for m in measured], None, [m.request_id or "" for m in measured])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -257,7 +189,6 @@ def _guidellm(
     cpu: int | None,
     seed: int,
 ) -> tuple[list[dict[str, Any]], WallClock]:
-    exe = ensure_venv("guidellm", "guidellm", "guidellm")
     result = out / "benchmarks.json"
     scenario = {
         "spec": {
@@ -285,7 +216,7 @@ def _guidellm(
     }
     (out / "scenario.json").write_text(json.dumps(scenario))
     before = WallClock.read()
-    _run([str(exe), "run", "-c", str(out / "scenario.json"), "--disable-progress"], cpu, out / "guidellm.log", OFFLINE)
+    GUIDELLM.run(["run", "-c", str(out / "scenario.json"), "--disable-progress"], out / "guidellm.log", cpu=cpu)
     clock = WallClock(*before, *WallClock.read())
     return json.loads(result.read_text())["benchmarks"], clock
 
@@ -339,7 +270,7 @@ def levels_guidellm(target: Target, loads: Sequence[Load]) -> list[ToolRun]:
     for load, benchmark in zip(loads, benchmarks, strict=True):
         measured, _ = _guidellm_measured(benchmark, clock)
         runs.append(
-            ToolRun("GuideLLM", _drop_warmup(measured, load.warmup), wall, f"clock drift {clock.drift_us:.0f} µs")
+            ToolRun(GUIDELLM.label, _drop_warmup(measured, load.warmup), wall, f"clock drift {clock.drift_us:.0f} µs")
         )
     return runs
 
@@ -363,7 +294,7 @@ def shape_guidellm(target: Target, rate: float, requests: int, seed: int) -> Sen
     measured, scheduled = _guidellm_measured(benchmarks[0], clock)
     order = sorted(range(len(measured)), key=lambda i: (scheduled[i] or measured[i].sent_ns, measured[i].sent_ns))
     return Sent(
-        "GuideLLM",
+        GUIDELLM.label,
         [measured[i].sent_ns for i in order],
         [scheduled[i] for i in order],
         [measured[i].request_id or "" for i in order],
@@ -374,47 +305,35 @@ def shape_guidellm(target: Target, rate: float, requests: int, seed: int) -> Sen
 # AIPerf
 
 
-def _aiperf(
-    target: Target,
-    out: Path,
-    *,
-    requests: int,
-    input_tokens: int,
-    output_tokens: int,
-    cpu: int | None,
-    seed: int,
-    concurrency: int | None = None,
-    rate: float | None = None,
-) -> list[Measured]:
-    exe = ensure_venv("aiperf", "aiperf", "aiperf")
-    argv = [
-        str(exe), "profile",
+def _aiperf(target: Target, out: Path, drive: Drive) -> list[Measured]:
+    args = [
+        "profile",
         "--model", target.model,
         "--url", target.root_url,
         "--endpoint-type", "chat",
         "--streaming",
         "--api-key", target.api_key,
         "--tokenizer", str(tokenizer_dir()),
-        "--isl", str(input_tokens),
-        "--osl", str(output_tokens),
+        "--isl", str(drive.input_tokens),
+        "--osl", str(drive.output_tokens),
         "--use-legacy-max-tokens",  # the reference server reads `max_tokens`
-        "--extra-inputs", f"min_tokens:{output_tokens}",
+        "--extra-inputs", f"min_tokens:{drive.output_tokens}",
         "--extra-inputs", "ignore_eos:true",
         # The simulator only looks for the header; a digit as its value would be parsed as a number and refused.
         "--header", f"{TRACE_HEADER}:requested",
-        "--request-count", str(requests),
-        "--random-seed", str(seed),
+        "--request-count", str(drive.requests),
+        "--random-seed", str(drive.seed),
         "--export-level", "raw",
         "--ui", "none",
         "--no-server-metrics",
         "--no-gpu-telemetry",
         "--artifact-dir", str(out / "artifacts"),
     ]  # fmt: skip
-    if concurrency is not None:
-        argv += ["--concurrency", str(concurrency)]
+    if drive.concurrency is not None:
+        args += ["--concurrency", str(drive.concurrency)]
     else:
-        argv += ["--request-rate", str(rate), "--arrival-pattern", "poisson"]
-    _run(argv, cpu, out / "aiperf.log", {})
+        args += ["--request-rate", str(drive.rate), "--arrival-pattern", "poisson"]
+    AIPERF.run(args, out / "aiperf.log", cpu=drive.cpu)
     measured = []
     for line in (out / "artifacts" / "profile_export_raw.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -440,41 +359,30 @@ def _aiperf(
 def run_aiperf(target: Target, load: Load) -> ToolRun:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        measured = _aiperf(
-            target,
-            Path(tmp),
-            requests=load.warmup + load.requests,
-            input_tokens=load.input_tokens,
-            output_tokens=load.output_tokens,
-            cpu=load.cpu,
-            seed=0,
-            concurrency=load.concurrency,
-        )
+        measured = _aiperf(target, Path(tmp), Drive.closed(load))
         wall = time.perf_counter() - started
-    return ToolRun("AIPerf", _drop_warmup(measured, load.warmup), wall)
+    return ToolRun(AIPERF.label, _drop_warmup(measured, load.warmup), wall)
 
 
 def shape_aiperf(target: Target, rate: float, requests: int, seed: int) -> Sent:
     with tempfile.TemporaryDirectory() as tmp:
-        measured = _aiperf(
-            target, Path(tmp), requests=requests, input_tokens=16, output_tokens=1, cpu=None, seed=seed, rate=rate
-        )
+        measured = _aiperf(target, Path(tmp), Drive.poisson(rate, requests, seed))
     measured.sort(key=lambda m: m.sent_ns)
-    return Sent("AIPerf", [m.sent_ns for m in measured], None, [m.request_id or "" for m in measured])
+    return Sent(AIPERF.label, [m.sent_ns for m in measured], None, [m.request_id or "" for m in measured])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Registries
 
-PEER_TOOLS: dict[str, Tool] = {"vllm": run_vllm_bench, "guidellm": run_guidellm, "aiperf": run_aiperf}
+PEER_TOOLS: dict[str, Tool] = {VLLM_BENCH.name: run_vllm_bench, GUIDELLM.name: run_guidellm, AIPERF.name: run_aiperf}
 ALL_TOOLS: dict[str, Tool] = {**TOOLS, **PEER_TOOLS}
-PEER_SHAPE_TOOLS = {"vllm": shape_vllm_bench, "guidellm": shape_guidellm, "aiperf": shape_aiperf}
-LEVEL_TOOLS = {"guidellm": levels_guidellm}  # tools that run every level of a sweep in one process
-PROFILES: dict[str, Profile] = {"aiperf": "openai"}  # the simulator's profile per tool (default anyscale)
+PEER_SHAPE_TOOLS = {VLLM_BENCH.name: shape_vllm_bench, GUIDELLM.name: shape_guidellm, AIPERF.name: shape_aiperf}
+LEVEL_TOOLS = {GUIDELLM.name: levels_guidellm}  # tools that run every level of a sweep in one process
 
 
 def profile_of(name: str) -> Profile:
-    return PROFILES.get(name, "anyscale")
+    """The simulator's profile for a tool: the peer's (`benchmarks.support.peers`), anyscale for ours."""
+    return PEERS[name].profile if name in PEERS else "anyscale"
 
 
 def run_levels(name: str, target: Target, loads: Sequence[Load]) -> list[ToolRun]:

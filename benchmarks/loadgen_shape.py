@@ -17,13 +17,12 @@ GuideLLM keeps the schedule it drew, the others only send times.
 The simulator is pinned to CPU 0 (`--sim-cpu`) so that its event loop does not take the tool's CPU; the tools
 are not pinned (GuideLLM and AIPerf run several processes).
 
-    python benchmarks/loadgen_shape.py [--rate 100] [--requests 5000] [--tools harness,vllm,guidellm,aiperf]
+    python -m benchmarks.loadgen_shape [--rate 100] [--requests 5000] [--tools harness,vllm,guidellm,aiperf]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import subprocess
 import sys
@@ -31,25 +30,27 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from loadgen_common import HARNESS, ROOT, Sent, ToolUnavailable, ground_truth, load_average, machine, pct, simulator
-from loadgen_peers import PEER_SHAPE_TOOLS, profile_of
 from scipy import stats
 
+from benchmarks.loadgen_common import Sent, ground_truth
+from benchmarks.loadgen_peers import PEER_SHAPE_TOOLS, profile_of
+from benchmarks.support import ROOT
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.peers import ToolUnavailable
+from benchmarks.support.results import now_utc
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import percentile
 from harness.records.record import read_run
 from harness.target.endpoint import Target
 
 
 def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent:
     with tempfile.TemporaryDirectory() as out:
-        argv = [
-            *HARNESS,
-            "bench",
-            "--base-url",
-            target.base_url,
-            "--api-key",
-            target.api_key,
-            "--model",
-            target.model,
+        argv = bench_argv(
+            target,
+            out,
+            "shape",
             "--rate",
             str(rate),
             "--arrival",
@@ -64,14 +65,9 @@ def shape_harness(target: Target, rate: float, requests: int, seed: int) -> Sent
             "1",
             "--trace-timing",
             "--no-calibrate",
-            "--no-progress",
-            "--output-dir",
-            out,
-            "--run-id",
-            "shape",
             "--seed",
             str(seed),
-        ]
+        )
         subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         run = read_run(Path(out) / "shape" / "records.jsonl")
     records = sorted((r for r in run.requests if r.sent_ns is not None), key=lambda r: r.scheduled_ns)
@@ -108,7 +104,7 @@ def main() -> int:
     p.add_argument("--tools", default="harness,vllm,guidellm,aiperf")
     p.add_argument("--sim-cpu", type=int, default=0, help="pin the simulator to this CPU (-1: not pinned)")
     args = p.parse_args()
-    print(f"# load shape — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print(f"# load shape — {now_utc()} — {machine()}")
     print(f"Poisson at {args.rate:g} requests/s, {args.requests} requests (±{1 / args.requests**0.5:.1%} is 1σ)")
     for name in args.tools.split(","):
         try:
@@ -129,10 +125,8 @@ def main() -> int:
             series = [("taken up", sent.dispatched_ns)] if sent.dispatched_ns is not None else []
             for label, times in [*series, ("sent", sent.sent_ns)]:
                 late = [(times[i] - c) / 1e6 for i, c in zip(kept, schedule, strict=True)]
-                print(
-                    f"  {'schedule → ' + label:22} p50 {pct(late, 50):.3f} ms  p99 {pct(late, 99):.3f} ms  "
-                    f"max {max(late):.3f} ms"
-                )
+                p50, p99 = percentile(late, 50), percentile(late, 99)
+                print(f"  {'schedule → ' + label:22} p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {max(late):.3f} ms")
             span = (sent.sent_ns[kept[-1]] - sent.sent_ns[kept[0]]) / (schedule[-1] - schedule[0])
             print(f"  {'sent vs schedule':22} achieved/scheduled rate {1 / span:.5f}")
         if sent.dispatched_ns is not None:

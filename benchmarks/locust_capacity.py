@@ -1,6 +1,6 @@
 """Where Locust stops and `harness bench` takes over: one Locust worker process against `harness bench`, same core.
 
-    python benchmarks/locust_capacity.py [--users 64] [--duration 15] [--rounds 3] [--accuracy-users 32]
+    python -m benchmarks.locust_capacity [--users 64] [--duration 15] [--rounds 3] [--accuracy-users 32]
 
 1. Capacity. The simulator answers at once (`--ttft-ms 0 --itl-ms 0`) on CPU 0; the tool runs on CPU 1
    (`taskset -c 1`): one Locust worker process running `scenarios/chat.py` (its master, which only collects
@@ -23,57 +23,29 @@ The machine may be shared: the load average is printed before and after, and eve
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from loadgen_common import ROOT, Measured, ToolRun, abs_p99, ground_truth, machine, pct, score, simulator
-
+from benchmarks.loadgen_common import Measured, ToolRun, ground_truth, score
+from benchmarks.support import ROOT
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.processes import Group, pinned
+from benchmarks.support.results import now_utc
+from benchmarks.support.simulator import simulator
+from benchmarks.support.stats import abs_p99, percentile
+from benchmarks.support.usage import cpu_seconds
 from harness.records.record import RunFile, read_run
 from harness.target.endpoint import Target
+from harness.target.launch import free_port
 
 SERVER_CPU, TOOL_CPU = 0, 1
 LOCUST = [sys.executable, "-m", "locust"]
-HARNESS = [sys.executable, "-m", "harness.cli"]
 INPUT_TOKENS = 64
-
-
-def _pinned(argv: Sequence[str], cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu), *argv]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextlib.contextmanager
-def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            _stop(process)
 
 
 def _wait_cpu_s(process: subprocess.Popen[bytes]) -> float:
@@ -88,7 +60,7 @@ MASTER_CPU_S: list[float] = []
 
 def run_locust(target: Target, users: int, duration_s: float, max_tokens: int, out: Path, trace: bool) -> RunFile:
     """One worker on the tool's CPU, driven by a headless master; its records read back."""
-    port = str(_free_port())
+    port = str(free_port())
     common = ["-f", str(ROOT / "scenarios" / "chat.py")]
     master = [
         *LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
@@ -101,11 +73,9 @@ def run_locust(target: Target, users: int, duration_s: float, max_tokens: int, o
         master.append("--trace-timing")
     worker = [*LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANYSCALE_", "LOCUST_"))}
-    with _processes() as started:
-        quiet = subprocess.DEVNULL
-        started.append(subprocess.Popen(_pinned(worker, TOOL_CPU), cwd=ROOT, env=env, stdout=quiet, stderr=quiet))
-        started.append(subprocess.Popen(_pinned(master, TOOL_CPU), cwd=ROOT, env=env, stdout=quiet, stderr=quiet))
-        worker_process, master_process = started
+    with Group() as group:
+        worker_process = group.start(pinned(worker, TOOL_CPU), env=env)
+        master_process = group.start(pinned(master, TOOL_CPU), env=env)
         MASTER_CPU_S.append(_wait_cpu_s(master_process))
         worker_process.wait(timeout=60)
     (path,) = out.glob("records-*.jsonl")
@@ -113,15 +83,13 @@ def run_locust(target: Target, users: int, duration_s: float, max_tokens: int, o
 
 
 def run_harness(target: Target, users: int, duration_s: float, max_tokens: int, out: Path, trace: bool) -> RunFile:
-    argv = [
-        *HARNESS, "bench", "--base-url", target.base_url, "--api-key", target.api_key, "--model", target.model,
+    argv = bench_argv(
+        target, out, "bench",
         "--concurrency", str(users), "--duration", f"{duration_s:g}", "--warmup", "0",
-        "--input-tokens", str(INPUT_TOKENS), "--output-tokens", str(max_tokens), "--no-calibrate", "--no-progress",
-        "--output-dir", str(out), "--run-id", "bench",
-    ]  # fmt: skip
-    if trace:
-        argv.append("--trace-timing")
-    subprocess.run(_pinned(argv, TOOL_CPU), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        "--input-tokens", str(INPUT_TOKENS), "--output-tokens", str(max_tokens), "--no-calibrate",
+        *(["--trace-timing"] if trace else []),
+    )  # fmt: skip
+    subprocess.run(pinned(argv, TOOL_CPU), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return read_run(out / "bench" / "records.jsonl")
 
 
@@ -147,13 +115,7 @@ def tool_load(run: RunFile) -> tuple[float, float, float]:
     cpu = sum(s.cpu_s for s in run.steps)
     lags = [lag / 1e6 for s in run.steps for lag in s.loop_lag_ns]
     chunks = sum(len(r.chunk_ns) for r in run.requests)
-    return (cpu / wall if wall else float("nan")), pct(lags, 99), (chunks / cpu if cpu else float("nan"))
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds a running process has used so far (/proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (cpu / wall if wall else float("nan")), percentile(lags, 99), (chunks / cpu if cpu else float("nan"))
 
 
 def as_measured(run: RunFile, skip_start_s: float = 2.0, skip_end_s: float = 1.0) -> ToolRun:
@@ -193,9 +155,8 @@ def main() -> int:
     if len(os.sched_getaffinity(0)) < 2:
         print("needs two CPUs", file=sys.stderr)
         return 2
-    load_before = os.getloadavg()
-    print(f"# Locust vs harness bench — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
-    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    print(f"# Locust vs harness bench — {now_utc()} — {machine()}")
+    print(f"load average before: {load_average(' ')}")
     print(f"server on CPU {SERVER_CPU}, tool on CPU {TOOL_CPU}; {INPUT_TOKENS} input words, {args.max_tokens} tokens")
 
     print(f"\n## capacity: zero-latency simulator, {args.users} users, {args.duration:g} s, {args.rounds} rounds")
@@ -207,9 +168,9 @@ def main() -> int:
     for _ in range(args.rounds):  # alternated, so that a noisy neighbour hits both tools alike
         for name, runner in (("locust worker", run_locust), ("harness bench", run_harness)):
             with simulator(0, 0, cpu=SERVER_CPU) as server, tempfile.TemporaryDirectory() as out:
-                server_before = _cpu_s(server.process.pid)
+                server_before = cpu_seconds(server.process.pid)
                 run = runner(server.target, args.users, args.duration, args.max_tokens, Path(out), False)
-                server_cpu_s = _cpu_s(server.process.pid) - server_before
+                server_cpu_s = cpu_seconds(server.process.pid) - server_before
             req_s, chunks_s, _window_s, failed = steady(run)
             cpu, lag99, per_cpu_s = tool_load(run)
             server_share = server_cpu_s / run_wall_s(run)
@@ -248,15 +209,14 @@ def main() -> int:
                 measured, ground_truth(server.target, [m.request_id for m in measured.requests if m.request_id])
             )
         worst[name] = abs_p99(errors.ttft_ms)
-        send = f"{pct(errors.send_lag_ms, 50):.2f}/{pct(errors.send_lag_ms, 99):.2f}"
-        recv = f"{pct(errors.arrival_lag_ms, 50):.2f}/{pct(errors.arrival_lag_ms, 99):.2f}"
+        send = f"{percentile(errors.send_lag_ms, 50):.2f}/{percentile(errors.send_lag_ms, 99):.2f}"
+        recv = f"{percentile(errors.arrival_lag_ms, 50):.2f}/{percentile(errors.arrival_lag_ms, 99):.2f}"
         print(
-            f"{name:14} {errors.matched:>6} {pct(errors.ttft_ms, 50):>12.2f} {worst[name]:>14.2f} "
+            f"{name:14} {errors.matched:>6} {percentile(errors.ttft_ms, 50):>12.2f} {worst[name]:>14.2f} "
             f"{abs_p99(errors.itl_ms):>13.2f} {send:>16} {recv:>16}"
         )
     print(f"locust / harness |TTFT err| p99: {worst['locust worker'] / worst['harness bench']:.1f}x")
-    load_after = os.getloadavg()
-    print(f"\nload average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(f"\nload average after: {load_average(' ')}")
     return 0
 
 

@@ -13,7 +13,7 @@ same requests (`timing_error_ms.cells`, computed by `harness.analysis.accuracy`)
 A false VALID is a run judged VALID with a judged cell beyond tolerance; a false INVALID cell is flagged but within
 it. Goal: coverage ≥ 95 % of cells, no false VALID in the starved conditions.
 
-    python benchmarks/validity_coverage.py [--conditions idle,open,256,uvloop,starved,starved-256] [--record]
+    python -m benchmarks.validity_coverage [--conditions idle,open,256,uvloop,starved,starved-256] [--record]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadgen_common import HARNESS, ROOT, load_average, machine, pinned, simulator
-from results_md import update_section
-
+from benchmarks.support import ROOT
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.machine import load_average, machine
+from benchmarks.support.processes import Group, pinned
+from benchmarks.support.results import now_utc, update_section
+from benchmarks.support.simulator import simulator
 from harness.analysis import validity
 from harness.analysis.shape import TruthCell, Worst
 from harness.analysis.summary import build_summary
@@ -124,24 +126,16 @@ class Outcome:
 @contextlib.contextmanager
 def burner(cpu: int) -> Iterator[None]:
     """A process that keeps `cpu` busy: the client pinned beside it gets about half of that CPU."""
-    process = subprocess.Popen(pinned([sys.executable, "-c", "while True: pass"], cpu))
-    try:
+    with Group() as group:
+        group.start(pinned([sys.executable, "-c", "while True: pass"], cpu))
         yield
-    finally:
-        process.kill()
-        process.wait()
 
 
 def bench(target: Target, condition: Condition, out: Path) -> Path:
-    argv = [
-        *HARNESS,
-        "bench",
-        "--base-url",
-        target.base_url,
-        "--api-key",
-        target.api_key,
-        "--model",
-        target.model,
+    argv = bench_argv(
+        target,
+        out,
+        condition.name,
         *condition.load,
         "--warmup",
         "0.5",
@@ -151,13 +145,8 @@ def bench(target: Target, condition: Condition, out: Path) -> Path:
         "64",
         "--trace-timing",
         "--no-calibrate",
-        "--no-progress",
-        "--output-dir",
-        str(out),
-        "--run-id",
-        condition.name,
         *condition.extra,
-    ]
+    )
     subprocess.run(pinned(argv, CLIENT_CPU), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return out / condition.name
 
@@ -228,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     if unknown := [n for n in names if n not in CONDITIONS]:
         p.error(f"unknown condition(s) {', '.join(unknown)}: use {', '.join(CONDITIONS)}")
-    started = datetime.datetime.now(datetime.UTC)
+    started = now_utc()
     outcomes = []
     for name in names:
         outcome = measure(CONDITIONS[name], args.itl_ms)
@@ -249,11 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in missed:
         print(f"  not covered: {line}")
     if args.record:
-        command = "python benchmarks/validity_coverage.py" + (
+        command = "python -m benchmarks.validity_coverage" + (
             "" if names == list(CONDITIONS) else f" --conditions {','.join(names)}"
         )
         section = (
-            f"{SECTION}\n\n{started:%Y-%m-%d %H:%M} UTC — {machine()} — `{command}`\n\n"
+            f"{SECTION}\n\n{started} — {machine()} — `{command}`\n\n"
             f"Simulator TTFT 20 ms, ITL {args.itl_ms:g} ms, 64-token outputs, pinned to CPU {SERVER_CPU}; "
             f"`harness bench` pinned to CPU {CLIENT_CPU}. Cells: {', '.join(STATS)} of {', '.join(METRICS)}; "
             "a statistic's cell is judged when the verdict judges it (not the max, nor a percentile that is the max)."

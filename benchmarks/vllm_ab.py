@@ -1,6 +1,6 @@
 """A/B: the reference server on the vllm engine versus vLLM's own OpenAI server, same model, same load.
 
-    python benchmarks/vllm_ab.py [--rounds 3] [--num-prompts 120] [--harness-rounds 1]
+    python -m benchmarks.vllm_ab [--rounds 3] [--num-prompts 120] [--harness-rounds 1]
 
 Both servers serve the embedded model (SmolLM2-135M-Instruct, float32, max_model_len 2048, eager) on this machine.
 The client is `vllm bench serve` from the vLLM package (random 128 input / 64 output tokens, ignore_eos,
@@ -16,31 +16,23 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from harness.target.launch import launch_reference_server, launch_vllm_openai_server, new_key  # noqa: E402
-from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model  # noqa: E402
+from benchmarks.support.harness_cli import bench_argv
+from benchmarks.support.peers import VLLM_BENCH
+from harness.target.endpoint import Target
+from harness.target.launch import launch_reference_server, launch_vllm_openai_server, new_key
+from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
 
 ENGINE = ["--max-model-len", "2048", "--enforce-eager", "--dtype", "float32", "--gpu-memory-utilization", "0.3"]
-BENCH_SERVE = (
-    "import argparse, sys\n"
-    "from vllm.benchmarks.serve import add_cli_args, main\n"
-    "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))\n"
-)
 
 
 def bench_serve(root_url: str, key: str, model_dir: Path, num_prompts: int, out: Path) -> dict[str, float]:
     argv = [
-        sys.executable,
-        "-c",
-        BENCH_SERVE,
+        *VLLM_BENCH.command(),
         "--backend",
         "openai",
         "--base-url",
@@ -86,17 +78,10 @@ def bench_serve(root_url: str, key: str, model_dir: Path, num_prompts: int, out:
 
 
 def harness_bench(base_url: str, key: str, num_prompts: int, out: Path) -> dict[str, float]:
-    argv = [
-        sys.executable,
-        "-m",
-        "harness",
-        "bench",
-        "--base-url",
-        base_url,
-        "--api-key",
-        key,
-        "--model",
-        SERVED_MODEL_ID,
+    argv = bench_argv(
+        Target.of(base_url, [key], SERVED_MODEL_ID),
+        out,
+        "ab",
         "--endpoint",
         "completion",
         "--concurrency",
@@ -107,12 +92,7 @@ def harness_bench(base_url: str, key: str, num_prompts: int, out: Path) -> dict[
         "128",
         "--output-tokens",
         "64",
-        "--no-progress",
-        "--output-dir",
-        str(out),
-        "--run-id",
-        "ab",
-    ]
+    )
     subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
     summary = json.loads((out / "ab" / "summary.json").read_text())
     overall = summary["overall"]

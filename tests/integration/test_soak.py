@@ -1,4 +1,4 @@
-"""The soak benchmark's short form (`benchmarks/soak.py --quick`): a mix of normal streams, disconnects, client
+"""The soak benchmark's short form (`python -m benchmarks.soak --quick`): a mix of normal streams, disconnects, client
 timeouts and simulator faults leaves nothing behind — no slot, no engine request, no socket, no memory growth."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_quick_soak_leaves_nothing_behind(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--quick", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.soak", "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,14 +1,10 @@
-"""The smaller form of `benchmarks/validity_coverage.py`, in CI: the error bounds hold against ground truth for an
-idle client and a starved one, and a starved client's run is never called VALID when its error is beyond tolerance."""
+"""The smaller form of `python -m benchmarks.validity_coverage`, in CI: the error bounds hold against ground truth for
+an idle client and a starved one, and a starved client's run is never called VALID when its error is beyond
+tolerance."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import validity_coverage
+from benchmarks import validity_coverage
 
 
 def test_the_bounds_cover_the_real_error_of_an_idle_and_a_starved_client() -> None:

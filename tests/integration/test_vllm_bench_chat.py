@@ -10,9 +10,7 @@ asks for (otherwise it re-tokenizes the text, which need not give the count the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from benchmarks.support.peers import VLLM_BENCH
 from harness.target.launch import LaunchedServer, launch_reference_server
 from reference_server.engines.embedded_model import ensure_embedded_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-from loadgen_peers import OFFLINE, VLLM_BENCH
 
 pytestmark = pytest.mark.vllm
 
@@ -79,7 +74,7 @@ def test_vllm_bench_serve_openai_chat_completes_with_exactly_the_output_it_asked
 ) -> None:
     t = vllm_server.target
     argv = [
-        *VLLM_BENCH,
+        *VLLM_BENCH.command(),
         "--backend", "openai-chat",
         "--base-url", t.root_url,
         "--endpoint", "/v1/chat/completions",
@@ -97,7 +92,7 @@ def test_vllm_bench_serve_openai_chat_completes_with_exactly_the_output_it_asked
         "--result-dir", str(tmp_path),
         "--result-filename", "result.json",
     ]  # fmt: skip
-    env = {**os.environ, **OFFLINE, "OPENAI_API_KEY": t.api_key}
+    env = VLLM_BENCH.environment(OPENAI_API_KEY=t.api_key)
     # Bounded: the unbounded requests of the bug would run for many minutes; these take well under one.
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-from loadgen_peers import WallClock, _guidellm_measured
+from benchmarks.loadgen_peers import WallClock, _guidellm_measured
 
 OFFSET_NS = 1_700_000_000 * 10**9  # wall clock = monotonic + this, before and after the run
 CLOCK = WallClock(mono0_ns=10 * 10**9, offset0_ns=OFFSET_NS, mono1_ns=20 * 10**9, offset1_ns=OFFSET_NS)

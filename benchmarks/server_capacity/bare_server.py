@@ -1,11 +1,11 @@
-"""The physical bound for `server_capacity.py`: a bare aiohttp handler with nothing but HTTP in it.
+"""The physical bound for `benchmarks.server_capacity`: a bare aiohttp handler with nothing but HTTP in it.
 
 `POST /v1/chat/completions` reads the body and answers a constant JSON body, or, when the body asks for
 `"stream":true`, 64 constant SSE chunks (one `write` each, as a real server does) and `data: [DONE]`.
 No auth, no validation, no metrics, no JSON parsing: whatever this serves per core is what any aiohttp
 server can serve on it. Runs on uvloop under the same interpreter as the reference server.
 
-    python benchmarks/bare_server.py --port 0 [--chunks 64]
+    python -m benchmarks.server_capacity.bare_server --port 0 [--chunks 64]
 
 Prints `bare server ready at http://127.0.0.1:PORT` on stderr once it listens.
 """

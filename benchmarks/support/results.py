@@ -1,10 +1,17 @@
-"""`benchmarks/RESULTS.md`: one section per benchmark, each rewritten only by the benchmark that owns it."""
+"""`benchmarks/RESULTS.md`: one section per benchmark, each rewritten only by the benchmark that owns it; and the date
+and command line a result records."""
 
 from __future__ import annotations
 
+import datetime as dt
+import shlex
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from benchmarks.support import ROOT
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 HEADER = """# Benchmark results
 
 The latest result of each benchmark in `benchmarks/`, one section per benchmark, each with its date, machine and
@@ -22,3 +29,13 @@ def update_section(heading: str, section: str, path: Path = RESULTS) -> None:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
     path.write_text(text)
+
+
+def command(module: str, argv: Sequence[str] | None = None) -> str:
+    """The command line a result records: `python -m MODULE` and its options (this process's, when not given)."""
+    return shlex.join(["python", "-m", module, *(argv if argv is not None else sys.argv[1:])])
+
+
+def now_utc() -> str:
+    """The date and minute a result records."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
