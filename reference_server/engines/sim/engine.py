@@ -26,7 +26,7 @@ from reference_server.engines.sim.tokenizer import SimTokenizer
 from schemas import ChatTemplateError, render_chat
 
 # A zero-latency stream yields to the loop every this many tokens rather than every token (a loop round trip per
-# token was the largest cost of the API layer in benchmarks/server_capacity.py).
+# token was the largest cost of the API layer in benchmarks/server_capacity/).
 _YIELD_EVERY = 16
 
 
