@@ -221,7 +221,7 @@ def _guidellm(
     return json.loads(result.read_text())["benchmarks"], clock
 
 
-def _guidellm_measured(benchmark: dict[str, Any], clock: WallClock) -> tuple[list[Measured], list[int | None]]:
+def guidellm_measured(benchmark: dict[str, Any], clock: WallClock) -> tuple[list[Measured], list[int | None]]:
     """Per request: what GuideLLM measured, and the schedule it drew (`targeted_start`; None where it has none)."""
     measured: list[Measured] = []
     scheduled: list[int | None] = []
@@ -268,7 +268,7 @@ def levels_guidellm(target: Target, loads: Sequence[Load]) -> list[ToolRun]:
         wall = time.perf_counter() - started
     runs = []
     for load, benchmark in zip(loads, benchmarks, strict=True):
-        measured, _ = _guidellm_measured(benchmark, clock)
+        measured, _ = guidellm_measured(benchmark, clock)
         runs.append(
             ToolRun(GUIDELLM.label, _drop_warmup(measured, load.warmup), wall, f"clock drift {clock.drift_us:.0f} µs")
         )
@@ -291,7 +291,7 @@ def shape_guidellm(target: Target, rate: float, requests: int, seed: int) -> Sen
             cpu=None,
             seed=seed,
         )
-    measured, scheduled = _guidellm_measured(benchmarks[0], clock)
+    measured, scheduled = guidellm_measured(benchmarks[0], clock)
     order = sorted(range(len(measured)), key=lambda i: (scheduled[i] or measured[i].sent_ns, measured[i].sent_ns))
     return Sent(
         GUIDELLM.label,

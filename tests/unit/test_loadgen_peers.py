@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.loadgen_peers import WallClock, _guidellm_measured
+from benchmarks.loadgen_peers import WallClock, guidellm_measured
 
 OFFSET_NS = 1_700_000_000 * 10**9  # wall clock = monotonic + this, before and after the run
 CLOCK = WallClock(mono0_ns=10 * 10**9, offset0_ns=OFFSET_NS, mono1_ns=20 * 10**9, offset1_ns=OFFSET_NS)
@@ -26,7 +26,7 @@ def request(targeted_start: float | None) -> dict[str, object]:
 
 def test_a_schedule_outside_the_run_or_missing_is_no_schedule() -> None:
     inside, at_zero, relative = request(wall(11.5)), request(0), request(0.25)  # the last: seconds, not a date
-    measured, scheduled = _guidellm_measured({"requests": {"successful": [inside, at_zero, relative]}}, CLOCK)
+    measured, scheduled = guidellm_measured({"requests": {"successful": [inside, at_zero, relative]}}, CLOCK)
     assert scheduled[1:] == [None, None]
     assert scheduled[0] is not None and abs(scheduled[0] - 11_500_000_000) < 1_000
     first = measured[0]
