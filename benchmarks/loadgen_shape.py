@@ -104,6 +104,8 @@ def main() -> int:
     p.add_argument("--tools", default="harness,vllm,guidellm,aiperf")
     p.add_argument("--sim-cpu", type=int, default=0, help="pin the simulator to this CPU (-1: not pinned)")
     args = p.parse_args()
+    if unknown := sorted(set(args.tools.split(",")) - SHAPE_TOOLS.keys()):
+        p.error(f"--tools: unknown {', '.join(unknown)} (known: {', '.join(SHAPE_TOOLS)})")
     print(f"# load shape — {now_utc()} — {machine()}")
     print(f"Poisson at {args.rate:g} requests/s, {args.requests} requests (±{1 / args.requests**0.5:.1%} is 1σ)")
     for name in args.tools.split(","):
