@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.conformance.contract import PATHS, Contract
+from harness.conformance.contract import HISTORY, PATHS, Contract
 from harness.conformance.endpoint import Api
 from harness.conformance.fixtures import Exchanges, text_of
 
-__all__ = ["test_chat_matches_templated_completion", "test_completion_prompt_verbatim"]
+__all__ = [
+    "test_chat_matches_templated_completion",
+    "test_completion_prompt_verbatim",
+    "test_multi_turn_matches_templated_completion",
+]
+# Enough to compare the two texts; short, since this check's requests are its own.
+MULTI_TURN_MAX_TOKENS = 16
 
 
 @pytest.mark.prompt_format
@@ -49,4 +55,32 @@ def test_completion_prompt_verbatim(api: Api, contract: Contract) -> None:
     assert counts[0] - counts[1] == 1, (
         f"prompt_tokens with the leading {bos!r}: {counts[0]}, without: {counts[1]}; a verbatim prompt differs by "
         "exactly the one BOS token (0 means the server adds a BOS when the prompt lacks one)"
+    )
+
+
+@pytest.mark.prompt_format
+def test_multi_turn_matches_templated_completion(api: Api, exchanges: Exchanges, contract: Contract) -> None:
+    """Three turns with the assistant's answers: chat(messages) and completion(template(messages)) at temperature 0
+    give the same prompt_tokens and the same text, and the history costs tokens over the last question alone."""
+    messages = contract.multi_turn()
+    extra = {"model": contract.model, "temperature": 0, "max_tokens": MULTI_TURN_MAX_TOKENS}
+    chat = api.post(PATHS["chat"], {**extra, "messages": messages})
+    completion = api.post(PATHS["completion"], {**extra, "prompt": contract.render(messages)})
+    assert chat.status == 200, chat.describe()
+    assert completion.status == 200, completion.describe()
+    chat_tokens = chat.json()["usage"]["prompt_tokens"]
+    completion_tokens = completion.json()["usage"]["prompt_tokens"]
+    assert chat_tokens == completion_tokens, (
+        f"a conversation of {len(HISTORY) + 1} turns costs {completion_tokens} prompt tokens as its templated "
+        f"completion but {chat_tokens} as a chat: the server drops or changes earlier turns (the assistant's "
+        f"answers?) when it formats a chat. Messages: {messages!r}"
+    )
+    single = exchanges.body_of("chat")["usage"]["prompt_tokens"]
+    assert chat_tokens > single, (
+        f"the last question alone costs {single} prompt tokens, with two earlier turns {chat_tokens}: the history "
+        "is not in the prompt"
+    )
+    chat_text, completion_text = text_of("chat", chat.json()), text_of("completion", completion.json())
+    assert chat_text == completion_text, (
+        f"same prompt, different text at temperature 0: chat {chat_text[:120]!r}, completion {completion_text[:120]!r}"
     )
