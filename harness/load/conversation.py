@@ -30,6 +30,7 @@ from harness.load.prompts import (
     random_words,
     rendered,
 )
+from harness.records.record import Record
 from schemas import ChatFamily
 
 ConversationFormat = Literal["sharegpt", "jsonl"]
@@ -147,6 +148,18 @@ class Scripts:
             users[0] = f"{heads[group]} {users[0]}"
         thinks = [0.0] + [self.spec.think_s.draw(rng) for _ in range(count - 1)]
         return Script(tuple(users), tuple(tokens), tuple(thinks), system, group)
+
+
+def mark_turn(record: Record, session: int, script: Script, turn: int, previous: Record | None) -> None:
+    """A turn's record: its session and place in it, what it asks for, and the history it carries in tokens (the
+    turn before it, prompt and answer, as the server counted them; None when the server did not say)."""
+    record.session, record.turn, record.session_turns = session, turn, script.turns
+    record.prefix_group = script.prefix_group
+    record.max_tokens = script.max_tokens[turn]
+    if previous is None:
+        record.history_tokens = 0
+    elif previous.prompt_tokens is not None and previous.completion_tokens is not None:
+        record.history_tokens = previous.prompt_tokens + previous.completion_tokens
 
 
 def load_dialogues(path: Path, kind: ConversationFormat, calibration: Calibration) -> tuple[Dialogue, ...]:

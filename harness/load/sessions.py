@@ -27,7 +27,7 @@ import time
 
 from harness.client.release import Release
 from harness.client.request import ClientConfig
-from harness.load.conversation import Conversation, Scripts
+from harness.load.conversation import Conversation, Scripts, mark_turn
 from harness.load.plan import StepPlan
 from harness.load.runner import Runner
 from harness.records.record import Record
@@ -74,10 +74,7 @@ class Sessions:
             if runner.halted:
                 return
             record = runner.record(plan, due, warm, user)  # a session's turns are warm-up if it started in warm-up
-            record.session, record.turn, record.session_turns = number, turn, script.turns
-            record.prefix_group = script.prefix_group
-            record.max_tokens = script.max_tokens[turn]
-            record.history_tokens = 0 if previous is None else carried(previous)
+            mark_turn(record, number, script, turn, previous)
             body = conversation.body(turn, self.config, self.family, self.exact_lengths)
             text: list[str] = []
             await runner.send(record, body, release if turn == 0 else None, headers=headers, text=text)
@@ -85,13 +82,6 @@ class Sessions:
                 return  # the rule above: the session stops at a turn that failed
             conversation.answered(turn, "".join(text))
             previous = record
-
-
-def carried(previous: Record) -> int | None:
-    """The history a turn carries in tokens: the turn before it, prompt and answer, as the server counted them."""
-    if previous.prompt_tokens is None or previous.completion_tokens is None:
-        return None
-    return previous.prompt_tokens + previous.completion_tokens
 
 
 async def _until(due_ns: int) -> None:

@@ -415,7 +415,7 @@ def test_the_class_picker_lists_every_scenario_and_refuses_a_shape_with_other_us
         template = json.loads(found.group(1))
         assert template["show_userclass_picker"] is True
         assert template["available_user_classes"] == [
-            "ChatUser", "CompletionUser", "MixedUser", "SoakUser", "SpikeUser", "StepLimitUser",
+            "ChatUser", "CompletionUser", "MixedUser", "SessionUser", "SoakUser", "SpikeUser", "StepLimitUser",
         ]  # fmt: skip
         assert template["available_shape_classes"] == ["Default", "SoakShape", "SpikeShape", "StepLimitShape"]
         # Start the step shape with chat users: refused as the test starts; the test stops and the UI stays up.
