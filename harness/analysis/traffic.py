@@ -44,6 +44,8 @@ def traffic(measured: Sequence[Record], config: Mapping[str, Any]) -> dict[str, 
     grouped = any(r.prefix_group is not None for r in measured)
     if not (sessions or cached or grouped or kind != "requests"):
         return None
+    if sessions and kind == "requests":
+        kind = "sessions"  # records of sessions from a writer that does not describe its workload (Locust)
     ok = [r for r in measured if r.error_kind is None]
     return {
         "workload": kind,
