@@ -32,7 +32,7 @@ from pathlib import Path
 
 from benchmarks.support.harness_cli import bench_argv
 from benchmarks.support.machine import load_average, machine
-from benchmarks.support.results import command, now_utc, update_section
+from benchmarks.support.results import now_utc, publish
 from harness.target.endpoint import Target
 from harness.target.launch import launch_reference_server, launch_vllm_openai_server, new_key
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
@@ -125,14 +125,9 @@ def main() -> int:
         f"{args.concurrency}. Shared ÷ unique TTFT p50: reference server {a:.3f}×, vLLM's own server {b:.3f}× "
         f"(ratio of ratios {a / b:.3f}); shared-prefix TTFT p50, reference server ÷ vLLM's server: {shared_vs:.3f}×."
     )
-    result = "\n".join(lines)
-    print(f"\n{summary}\n\n{result}")
-    if args.update_results:
-        section = (
-            f"{HEADING}\n\nDate: {when}. Machine: {where}. Command: `{command('benchmarks.prefix_cache')}`. Engine "
-            f"options of both servers: `{' '.join(ENGINE)}` (prefix caching on).\n\n{summary}\n\n{result}\n"
-        )
-        update_section(HEADING, section)
+    setup = f"Engine options of both servers: `{' '.join(ENGINE)}` (prefix caching on)."
+    body = summary + "\n\n" + "\n".join(lines)
+    publish(HEADING, "benchmarks.prefix_cache", when, where, body, update=args.update_results, setup=setup)
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.support import ROOT
 from benchmarks.support.harness_cli import HARNESS
 from benchmarks.support.machine import load_average, machine
-from benchmarks.support.results import command, now_utc, update_section
+from benchmarks.support.results import now_utc, publish
 from benchmarks.support.stats import percentile
 from harness.analysis.frame import request_frame
 from harness.records.record import Record, read_run
@@ -97,11 +97,8 @@ def main() -> int:
         f"answers of {args.answer_tokens} tokens, think time uniform 0–0.1 s. Simulator: TTFT {TTFT_MS:g} ms + "
         f"{PREFILL_MS_PER_TOKEN:g} ms per uncached prompt token, ITL {ITL_MS:g} ms, openai profile; medians per turn."
     )
-    result = "\n".join(lines)
-    print(f"\n{summary}\n\n{result}")
-    if args.update_results:
-        section = f"{HEADING}\n\nDate: {when}. Machine: {where}. Command: `{command('benchmarks.sessions')}`.\n\n"
-        update_section(HEADING, section + f"{summary}\n\n{result}\n")
+    body = summary + "\n\n" + "\n".join(lines)
+    publish(HEADING, "benchmarks.sessions", when, where, body, update=args.update_results)
     return 0
 
 

@@ -35,7 +35,7 @@ from benchmarks.loadgen_common import ground_truth
 from benchmarks.support import ROOT
 from benchmarks.support.harness_cli import bench_argv
 from benchmarks.support.machine import load_average, machine
-from benchmarks.support.results import command, now_utc, update_section
+from benchmarks.support.results import now_utc, publish
 from benchmarks.support.simulator import simulator
 from benchmarks.support.stats import percentile
 from harness.records.record import read_run
@@ -194,18 +194,13 @@ def main() -> int:
     span_s = (rows[-1].at_ms - rows[0].at_ms) / 1000
     result = table(scored, len(rows))
     ours, base = scored
-    ratio = percentile(base.arrival_lag_ms, 99) / percentile(ours.arrival_lag_ms, 99)
+    p50, p99 = (percentile(base.arrival_lag_ms, q) / percentile(ours.arrival_lag_ms, q) for q in (50, 99))
     summary = (
         f"Trace: {len(rows)} requests over {span_s:.1f} s ({(len(rows) - 1) / span_s:.2f}/s), Mooncake JSONL, "
-        f"seed {args.seed}. Arrival p99 lag: the baseline's is {ratio:.1f}× harness bench's."
+        f"seed {args.seed}. Lag of the arrival at the simulator behind the trace's time: the baseline's is "
+        f"{p50:.1f}× harness bench's at p50, {p99:.1f}× at p99."
     )
-    print(f"\n{summary}\n\n{result}")
-    if args.update_results:
-        section = (
-            f"{HEADING}\n\nDate: {when}. Machine: {where}. Command: `{command('benchmarks.trace_replay')}`.\n\n"
-            f"{summary}\n\n{result}\n"
-        )
-        update_section(HEADING, section)
+    publish(HEADING, "benchmarks.trace_replay", when, where, f"{summary}\n\n{result}", update=args.update_results)
     return 0
 
 

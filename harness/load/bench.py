@@ -158,7 +158,7 @@ def _workload(
     """What each request due sends (ValueError when prompts cannot be made or formatted)."""
     if config.trace is not None:
         items = traces.items(config.trace.selected, calibration, config.seed)
-        return traces.Requests(prepare(client, items, family, config.exact_lengths))
+        return Rotation(prepare(client, items, family, config.exact_lengths), by_schedule=True)
     if config.sessions is not None:
         return Sessions(_scripts(config, config.sessions, calibration), client, family, config.exact_lengths, run_id)
     return Rotation(prepare(client, _items(config, calibration), family, config.exact_lengths))

@@ -2,11 +2,10 @@
 
 The runner owns the order of things — calibrate, then for each step: start the meters, drive the load, write the
 step line — and nothing else: load shapes are `harness.load.plan` and `harness.load.loops`, what each request due
-sends is the run's `Workload` (prompts in turn by default; a trace's request by its place in the schedule,
-`harness.load.traces`; a whole conversation, `harness.load.sessions`), requests `harness.client.session`, metrics
-come later from the records. A run whose latest requests mostly fail stops early
-(`harness.load.stop_rule`): the step that tripped the rule ends with the requests in flight, its step line says why, and
-no later step runs.
+sends is the run's `Workload` (prompts in turn by default, or a trace's request by its place in the schedule; a
+whole conversation, `harness.load.sessions`), requests `harness.client.session`, metrics come later from the
+records. A run whose latest requests mostly fail stops early (`harness.load.stop_rule`): the step that tripped the
+rule ends with the requests in flight, its step line says why, and no later step runs.
 """
 
 from __future__ import annotations
@@ -69,12 +68,14 @@ class Workload(Protocol):
 
 
 class Rotation:
-    """The prompts in turn, the run's n-th request sending prompt n (modulo their number)."""
+    """The prompts in turn: the run's n-th request sends prompt n (modulo their number), or with `by_schedule` the
+    n-th of its step's schedule does (a trace's request n: `harness.load.traces`)."""
 
-    def __init__(self, prompts: Sequence[PreparedPrompt]) -> None:
+    def __init__(self, prompts: Sequence[PreparedPrompt], by_schedule: bool = False) -> None:
         if not prompts:
             raise ValueError("no prompts to send")
         self.prompts = prompts
+        self.by_schedule = by_schedule
 
     async def fire(
         self,
@@ -87,7 +88,7 @@ class Rotation:
         user: int | None,
     ) -> None:
         record = runner.record(plan, scheduled_ns, warm, user)
-        prompt = self.prompts[record.index % len(self.prompts)]
+        prompt = self.prompts[(seq if self.by_schedule else record.index) % len(self.prompts)]
         runner.describe(record, prompt)
         await runner.send(record, prompt.body, release)
 

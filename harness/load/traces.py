@@ -31,10 +31,8 @@ from typing import Any, Literal
 
 import orjson
 
-from harness.client.release import Release
 from harness.load.plan import StepPlan
-from harness.load.prompts import Calibration, PreparedPrompt, PromptItem, random_words
-from harness.load.runner import Runner
+from harness.load.prompts import Calibration, PromptItem, random_words
 
 TraceFormat = Literal["mooncake", "azure", "burstgpt"]
 FORMATS: tuple[TraceFormat, ...] = ("mooncake", "azure", "burstgpt")
@@ -258,25 +256,3 @@ def items(requests: Sequence[TraceRequest], calibration: Calibration, seed: int)
         message = ({"role": "user", "content": " ".join(words)},)
         out.append(PromptItem(message, None, r.output_tokens, r.input_tokens))
     return out
-
-
-class Requests:
-    """The replay's workload: the request at place `seq` of the schedule sends prompt `seq`."""
-
-    def __init__(self, prompts: Sequence[PreparedPrompt]) -> None:
-        self.prompts = prompts
-
-    async def fire(
-        self,
-        runner: Runner,
-        plan: StepPlan,
-        seq: int,
-        scheduled_ns: int,
-        warm: bool,
-        release: Release | None,
-        user: int | None,
-    ) -> None:
-        record = runner.record(plan, scheduled_ns, warm, user)
-        prompt = self.prompts[seq]
-        runner.describe(record, prompt)
-        await runner.send(record, prompt.body, release)
