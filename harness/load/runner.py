@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from harness.client import selector
@@ -52,19 +53,24 @@ async def calibrate(client: Client, family: ChatFamily | None, seed: int) -> tup
     return calibration, []
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A request the step's loop made due: its step, its place in the step's schedule, when it was due
+    (perf_counter_ns), whether it is warm-up, the release it is to be written at (or None: at once) and its user
+    (a closed loop's; None in an open loop)."""
+
+    plan: StepPlan
+    seq: int
+    scheduled_ns: int
+    warm: bool
+    release: Release | None
+    user: int | None
+
+
 class Workload(Protocol):
     """What a request due sends: called by the step's loop for each one, it sends through the runner."""
 
-    async def fire(
-        self,
-        runner: Runner,
-        plan: StepPlan,
-        seq: int,
-        scheduled_ns: int,
-        warm: bool,
-        release: Release | None,
-        user: int | None,
-    ) -> None: ...
+    async def fire(self, runner: Runner, due: Due) -> None: ...
 
 
 class Rotation:
@@ -77,20 +83,11 @@ class Rotation:
         self.prompts = prompts
         self.by_schedule = by_schedule
 
-    async def fire(
-        self,
-        runner: Runner,
-        plan: StepPlan,
-        seq: int,
-        scheduled_ns: int,
-        warm: bool,
-        release: Release | None,
-        user: int | None,
-    ) -> None:
-        record = runner.record(plan, scheduled_ns, warm, user)
-        prompt = self.prompts[(seq if self.by_schedule else record.index) % len(self.prompts)]
+    async def fire(self, runner: Runner, due: Due) -> None:
+        record = runner.record(due.plan, due.scheduled_ns, due.warm, due.user)
+        prompt = self.prompts[(due.seq if self.by_schedule else record.index) % len(self.prompts)]
         runner.describe(record, prompt)
-        await runner.send(record, prompt.body, release)
+        await runner.send(record, prompt.body, due.release)
 
 
 class Runner:
@@ -153,7 +150,7 @@ class Runner:
         self._wake_ns()
 
         async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
-            await self.workload.fire(self, plan, seq, scheduled_ns, warm, release, user)
+            await self.workload.fire(self, Due(plan, seq, scheduled_ns, warm, release, user))
 
         clock: StepClock = await run_step(plan, fire, self._halt)
         info = self._step_line(plan, clock)

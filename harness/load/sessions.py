@@ -25,11 +25,9 @@ import asyncio
 import itertools
 import time
 
-from harness.client.release import Release
 from harness.client.request import ClientConfig
 from harness.load.conversation import Conversation, Scripts, mark_turn
-from harness.load.plan import StepPlan
-from harness.load.runner import Runner
+from harness.load.runner import Due, Runner
 from harness.records.record import Record
 from schemas import ChatFamily
 
@@ -49,35 +47,27 @@ class Sessions:
         self.run_id = run_id
         self._numbers = itertools.count()
 
-    async def fire(
-        self,
-        runner: Runner,
-        plan: StepPlan,
-        seq: int,
-        scheduled_ns: int,
-        warm: bool,
-        release: Release | None,
-        user: int | None,
-    ) -> None:
+    async def fire(self, runner: Runner, due: Due) -> None:
         number = next(self._numbers)
         script = self.scripts.script(number)
         conversation = Conversation(script)
         header = self.scripts.spec.header
         headers = {header: f"{self.run_id}-{number}"} if header else None
-        due = scheduled_ns
+        due_ns = due.scheduled_ns
         previous: Record | None = None
         for turn in range(script.turns):
             if previous is not None:
                 ended = runner.run.origin_ns + (previous.end_ns or 0)
                 await _until(ended + round(script.think_s[turn] * 1e9))
-                due = time.perf_counter_ns()
+                due_ns = time.perf_counter_ns()
             if runner.halted:
                 return
-            record = runner.record(plan, due, warm, user)  # a session's turns are warm-up if it started in warm-up
+            # A session's turns are warm-up if it started in warm-up.
+            record = runner.record(due.plan, due_ns, due.warm, due.user)
             mark_turn(record, number, script, turn, previous)
             body = conversation.body(turn, self.config, self.family, self.exact_lengths)
             text: list[str] = []
-            await runner.send(record, body, release if turn == 0 else None, headers=headers, text=text)
+            await runner.send(record, body, due.release if turn == 0 else None, headers=headers, text=text)
             if record.error_kind is not None:
                 return  # the rule above: the session stops at a turn that failed
             conversation.answered(turn, "".join(text))
