@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first N tokens of every request are reasoning (reasoning_content), then the answer; they count "
         "toward max_tokens and usage (default %(default)s)",
     )
+    sim.add_argument("--block-size", type=int, default=defaults.block_size, help="tokens per block of the prefix cache")
+    sim.add_argument(
+        "--prefix-cache-blocks",
+        type=_count,
+        default=defaults.prefix_cache_blocks,
+        metavar="N",
+        help="blocks the prefix cache holds, least recently used out first; cached prompt tokens skip their prefill "
+        "cost and are reported as usage.prompt_tokens_details.cached_tokens under --profile openai (0: no cache; "
+        "default %(default)s)",
+    )
     vllm = p.add_argument_group("vLLM (--engine vllm)")
     vllm.add_argument("--served-model-name")
     vllm.add_argument("--max-model-len", type=int, help="context length (the simulator caps its models' at it too)")
@@ -160,6 +170,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         seed=args.seed,
         max_model_len=args.max_model_len,
         reasoning_tokens=args.reasoning_tokens,
+        block_size=args.block_size,
+        prefix_cache_blocks=args.prefix_cache_blocks,
     )
     engine_options: dict[str, Any] = {
         "model": args.model[0] if args.model else None,

@@ -46,6 +46,10 @@ class SimOptions:
     max_model_len: int | None = None  # caps every model's context; None keeps each model's own
     # The first N tokens of every request are reasoning (`reasoning_content`), as a reasoning model thinks first.
     reasoning_tokens: int = 0
+    # The prefix cache (`engines/sim/prefix_cache.py`): blocks of `block_size` tokens, at most `prefix_cache_blocks`
+    # of them (0: no cache), as vLLM's default block size and an 8B model's KV cache on one GPU (~130k tokens).
+    block_size: int = 16
+    prefix_cache_blocks: int = 8192
 
 
 @dataclass(frozen=True, slots=True)

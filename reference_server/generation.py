@@ -118,6 +118,8 @@ class Generation:
         """The metrics of an answer written to its last byte."""
         m = self.state.metrics
         m.prompt_tokens.inc(usage.prompt_tokens)
+        if usage.cached_tokens:
+            m.prompt_tokens_cached.inc(usage.cached_tokens)
         m.completion_tokens.inc(usage.completion_tokens)
         if first_token_s is not None:
             m.ttft.labels(self.endpoint).observe(first_token_s - self.started_s)
@@ -127,13 +129,16 @@ class Generation:
         """The non-streamed response: every delta gathered, then one body."""
         choices = self.choices()
         first_token_s: float | None = None
+        cached: int | None = None
         deltas = self.deltas() if self.req.n == 1 else self.merged()
         async for item in deltas:
             index, delta = (0, item) if isinstance(item, Delta) else item
             if first_token_s is None and delta.token_count:
                 first_token_s = time.perf_counter()
+            if delta.cached_tokens is not None and index == 0:  # the prompt is counted once, as choice 0 saw it
+                cached = delta.cached_tokens
             choices[index].gather(delta)
-        usage = Usage(len(self.prompt.token_ids), sum(c.tokens for c in choices))
+        usage = Usage(len(self.prompt.token_ids), sum(c.tokens for c in choices), cached)
         body: dict[str, Any] = response_body(
             self.state.config.profile,
             self.req.kind,

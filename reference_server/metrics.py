@@ -51,6 +51,9 @@ class ServerMetrics:
         )
         self.rate_limited = Counter("llm_rate_limited", "Requests rejected with 429, by key name.", ["key"], registry=r)
         self.prompt_tokens = Counter("llm_prompt_tokens", "Prompt tokens processed.", registry=r)
+        self.prompt_tokens_cached = Counter(
+            "llm_prompt_tokens_cached", "Prompt tokens the engine found in its prefix cache.", registry=r
+        )
         self.completion_tokens = Counter("llm_completion_tokens", "Completion tokens generated.", registry=r)
         self.ttft = Histogram(
             "llm_time_to_first_token_seconds",

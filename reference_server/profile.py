@@ -17,15 +17,24 @@ DONE = b"data: [DONE]\n\n"
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """A response's token counts. `cached_tokens`, when the engine has a prefix cache, is reported under the
+    `openai` profile as `prompt_tokens_details.cached_tokens`, as OpenAI and vLLM report it; the `anyscale` profile
+    keeps the spec page's three counts (its usage object has no place for it, and clients validating that shape
+    would reject one)."""
+
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int | None = None
 
-    def as_dict(self) -> dict[str, int]:
-        return {
+    def as_dict(self, profile: Profile = "anyscale") -> dict[str, Any]:
+        counts: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        if profile == "openai" and self.cached_tokens is not None:
+            counts["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return counts
 
 
 def new_id(profile: Profile, kind: Kind, model: str) -> str:
@@ -58,7 +67,7 @@ def response_body(
         "created": created,
         "model": model,
         "choices": choices,
-        "usage": usage.as_dict(),
+        "usage": usage.as_dict(profile),
     }
 
 
@@ -103,7 +112,7 @@ class ChunkStream:
         """A chunk of these choices; `usage` is given with the response's last finish reason."""
         chunk = {**self.head, "choices": choices}
         if self.profile == "anyscale" and usage is not None:
-            chunk["usage"] = usage.as_dict()
+            chunk["usage"] = usage.as_dict(self.profile)
         elif self._usage_null:
             chunk["usage"] = None
         return chunk
@@ -116,7 +125,7 @@ class ChunkStream:
         """The trailing usage-only chunk, where the profile has one."""
         if not self._usage_null:
             return None
-        return {**self.head, "choices": [], "usage": usage.as_dict()}
+        return {**self.head, "choices": [], "usage": usage.as_dict(self.profile)}
 
 
 def sse(chunk: dict[str, Any]) -> bytes:

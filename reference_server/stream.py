@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -44,11 +45,12 @@ class _Stream:
         self.unfinished = len(self.choices)  # choices with no finish reason yet
         self.index = 0  # the number of the next chunk
         self.tokens = 0
+        self.cached_tokens: int | None = None
         self.first_token_s: float | None = None
 
     @property
     def usage(self) -> Usage:
-        return Usage(self.prompt_tokens, self.tokens)
+        return Usage(self.prompt_tokens, self.tokens, self.cached_tokens)
 
     async def write_all(self) -> None:
         """Role chunks, the choices' chunks, the usage chunk where the profile has one, and the end."""
@@ -87,11 +89,15 @@ class _Stream:
 
     async def write_many(self) -> None:
         async for i, delta in self.gen.merged():
+            if i and delta.cached_tokens is not None:  # the prompt is counted once, as choice 0 saw it
+                delta = dataclasses.replace(delta, cached_tokens=None)
             self.count(delta)
             await self.send(self.choices[i], delta)
 
     def count(self, delta: Delta) -> None:
         self.tokens += delta.token_count
+        if delta.cached_tokens is not None:
+            self.cached_tokens = delta.cached_tokens
         if self.first_token_s is None and delta.token_count:
             self.first_token_s = time.perf_counter()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.load.conversation import SessionSpec
 from harness.load.prompts import LengthDistribution
 from schemas import CHAT_FAMILIES, PROFILES, ChatFamily, Profile
 
@@ -73,6 +74,18 @@ def add_options(parser: Any) -> None:
     )
     parser.add_argument("--num-prompts", type=int, default=1000, help="distinct synthetic prompts")
     parser.add_argument("--prompt-seed", type=int, default=0, help="seed of the synthetic prompts")
+    parser.add_argument(
+        "--turns",
+        default="4",
+        help="session.py: turns per session (N or a distribution; with --prompts, at most this many of each "
+        "conversation, 'all': every one); --input-tokens is each turn's new user tokens",
+    )
+    parser.add_argument(
+        "--think-time", default="0", help="session.py: seconds from an answer to the next turn (N or a distribution)"
+    )
+    parser.add_argument(
+        "--session-header", default="", help="session.py: send each turn with this header, its value the session's id"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,7 @@ class LLMOptions:
     profile: Profile
     num_prompts: int
     seed: int
+    sessions: SessionSpec
 
     @classmethod
     def parse(cls, options: argparse.Namespace | None) -> LLMOptions:
@@ -110,6 +124,14 @@ class LLMOptions:
             raise ValueError(f"--api-profile must be one of {', '.join(PROFILES)}")
         prompts = get("prompts", "")
         records = get("records", "")
+        turns = str(get("turns", "4"))
+        sessions = SessionSpec(
+            None if turns == "all" else LengthDistribution.parse(turns),
+            LengthDistribution.parse(str(get("think_time", "0")), zero=True),
+            str(get("session_header", "") or "") or None,
+        )
+        if turns == "all" and not prompts:
+            raise ValueError("--turns all needs conversations (--prompts)")
         return cls(
             api_key=str(get("api_key", "") or ""),
             model=str(get("model", "") or "") or None,
@@ -125,6 +147,7 @@ class LLMOptions:
             profile=profile,
             num_prompts=max(1, int(get("num_prompts", 1000))),
             seed=int(get("prompt_seed", 0)),
+            sessions=sessions,
         )
 
 

@@ -30,6 +30,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.client.request import PATHS, ClientConfig, Endpoint, chunk_validator, request_body, request_headers
+from harness.load.conversation import Script, Scripts, load_dialogues
 from harness.load.prompts import (
     Calibration,
     LengthDistribution,
@@ -101,6 +102,9 @@ class Session:
     _index: itertools.count[int] = field(default_factory=itertools.count)
     _offset: int = 0
     _warned: set[str] = field(default_factory=set)
+    _scripts: Scripts | None = None
+    _sessions: itertools.count[int] = field(default_factory=itertools.count)
+    _session_base: int = 0  # a worker's sessions are numbered from its own base, so that their records do not mix
 
     @property
     def origin_ns(self) -> int:
@@ -111,19 +115,27 @@ class Session:
 
     def next_request(self, endpoint: Endpoint, max_tokens: int | None = None) -> tuple[Record, bytes]:
         """The next prompt in turn (each process starts at its own place in the list) and its fresh record."""
-        index = next(self._index)
         bodies = self.prepare(endpoint, max_tokens)
-        prompt = bodies[(index + self._offset) % len(bodies)]
-        record = Record(
-            run_id=self.run.run_id,
-            step=self.step,
-            index=index,
-            key=KEY_NAME,
-            endpoint=endpoint,
-            input_tokens_target=prompt.input_tokens_target,
-            max_tokens=prompt.max_tokens,
-        )
+        record = self.new_record(endpoint)
+        prompt = bodies[(record.index + self._offset) % len(bodies)]
+        record.input_tokens_target = prompt.input_tokens_target
+        record.max_tokens = prompt.max_tokens
         return record, prompt.body
+
+    def new_record(self, endpoint: Endpoint) -> Record:
+        """The record of this process's next request."""
+        return Record(run_id=self.run.run_id, step=self.step, index=next(self._index), key=KEY_NAME, endpoint=endpoint)
+
+    def next_script(self) -> tuple[int, Script]:
+        """The next session this process plays (`session.py`): its number in the run, and its script."""
+        if self._scripts is None:
+            options = self.options
+            dialogues = load_dialogues(options.prompts, "jsonl", Calibration()) if options.prompts else ()
+            output = LengthDistribution("fixed", options.max_tokens)
+            self._scripts = Scripts(options.sessions, options.input_tokens, output, Calibration(), options.seed,
+                                    dialogues=dialogues)  # fmt: skip
+        number = self._session_base + next(self._sessions)
+        return number, self._scripts.script(number)
 
     def prepare(self, endpoint: Endpoint, max_tokens: int | None = None) -> list[PreparedPrompt]:
         """The request bodies for an endpoint, built once (ValueError when a conversation cannot be formatted)."""
@@ -291,6 +303,7 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
             "trace_timing": options.trace_timing,
             "validate_chunks": options.validate_chunks,
             "preflight": found.config(),
+            "sessions": options.sessions.describe(),
         },
     )
     sink = None
@@ -305,7 +318,9 @@ def _open_session(environment: Environment, step: StepAnnouncement, test_number:
     headers = request_headers(options.api_key, trace_timing=options.trace_timing)
     # Processes start at different places in the prompt list, so that workers do not send the same prompts in step.
     offset = random.Random(f"{socket.gethostname()}-{os.getpid()}").randrange(len(items))
-    session = Session(options, base_url, model, family, items, run, sink, step.step, headers, _offset=offset)
+    base = random.Random(f"{socket.gethostname()}-{os.getpid()}").randrange(1 << 20) << 32 if worker else 0
+    session = Session(options, base_url, model, family, items, run, sink, step.step, headers, _offset=offset,
+                      _session_base=base)  # fmt: skip
     # Built now rather than by the first request, which would hold up every other user's reads meanwhile.
     session.prepare("chat")
     if family is not None:

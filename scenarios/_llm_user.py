@@ -28,7 +28,8 @@ from locust import constant
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
-from harness.client.request import Endpoint
+from harness.client.request import ClientConfig, Endpoint
+from harness.load.conversation import Conversation, mark_turn
 from harness.records.record import ErrorKind, Record
 from harness.records.sse import SSEError, SSEParser
 from harness.records.stream import StreamState, record_refusal
@@ -81,10 +82,49 @@ class LLMUser(FastHttpUser):
         except ValueError as exc:  # e.g. conversations for completions, and no template family to format them
             refuse(self.environment, f"{exc} (see --template-family)")
             raise StopUser from exc
+        self._exchange(session, endpoint, label, body, record)
+        return record
+
+    def converse(self, name: str = "session") -> None:
+        """Play one multi-turn session (`harness.load.conversation`): each turn carries the answers streamed before
+        it, after the user's think time; a turn that failed ends the session (as in `harness.load.sessions`)."""
+        session = session_of(self.environment)
+        if session is None:
+            raise StopUser
+        number, script = session.next_script()
+        conversation = Conversation(script)
+        config = ClientConfig(base_url=session.base_url, model=session.model, endpoint="chat")
+        header = session.options.sessions.header
+        headers = {**session.headers, header: f"{session.run.run_id}-{number}"} if header else session.headers
+        previous: Record | None = None
+        for turn in range(script.turns):
+            if previous is not None:
+                gevent.sleep(script.think_s[turn])
+            record = session.new_record("chat")
+            mark_turn(record, number, script, turn, previous)
+            text: list[str] = []
+            body = conversation.body(turn, config, session.family, session.options.exact_lengths)
+            self._exchange(session, "chat", name, body, record, headers, text)
+            if record.error_kind is not None:
+                return
+            conversation.answered(turn, "".join(text))
+            previous = record
+
+    def _exchange(
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        label: str,
+        body: bytes,
+        record: Record,
+        headers: dict[str, str] | None = None,
+        text: list[str] | None = None,
+    ) -> None:
+        """Send, report to Locust and record one request; after a 429, wait what Retry-After asks."""
         record.scheduled_ns = time.perf_counter_ns() - session.origin_ns
         try:
             with gevent.Timeout(session.options.request_timeout_s):
-                self._send(session, endpoint, label, body, record)
+                self._send(session, endpoint, label, body, record, headers or session.headers, text)
         except GreenletExit:
             # The user is being stopped (the test ends, or a shape lowers the users): the endpoint did nothing
             # wrong, so the request is kept out of the measurement, and the stop goes on.
@@ -98,9 +138,17 @@ class LLMUser(FastHttpUser):
         if record.error_kind == "rate_limited":
             wait_s = min(record.retry_after_s if record.retry_after_s is not None else 1.0, _MAX_RETRY_WAIT_S)
             gevent.sleep(wait_s + random.uniform(0.0, 0.1 * wait_s))  # unsynchronized, like harness bench's retries
-        return record
 
-    def _send(self, session: Session, endpoint: Endpoint, label: str, body: bytes, record: Record) -> None:
+    def _send(
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        label: str,
+        body: bytes,
+        record: Record,
+        headers: dict[str, str],
+        text: list[str] | None,
+    ) -> None:
         origin = session.origin_ns
         record.attempts = 1
         record.sent_ns = time.perf_counter_ns() - origin
@@ -111,7 +159,7 @@ class LLMUser(FastHttpUser):
             session.url(endpoint),
             name=label,
             data=body,  # type: ignore[arg-type]
-            headers=session.headers,
+            headers=headers,
             stream=True,
             catch_response=True,
         )
@@ -140,13 +188,21 @@ class LLMUser(FastHttpUser):
             ctype = response.headers.get("Content-Type") or ""
             if not ctype.startswith("text/event-stream"):
                 record.nonconformant(f"Content-Type is {ctype!r}, not text/event-stream")
-            self._read(session, socket_response(response), record, label, headers_ns)
+            self._read(session, socket_response(response), record, label, headers_ns, text)
             self._report(response, meta, record, label)
 
-    def _read(self, session: Session, raw: HTTPSocketResponse, record: Record, label: str, headers_ns: int) -> None:
+    def _read(
+        self,
+        session: Session,
+        raw: HTTPSocketResponse,
+        record: Record,
+        label: str,
+        headers_ns: int,
+        text: list[str] | None = None,
+    ) -> None:
         """Read the body one `recv` at a time; bytes that came with the headers count as arriving with them."""
         endpoint: Endpoint = "chat" if record.endpoint == "chat" else "completion"
-        state = StreamState(record, session.origin_ns, session.validator(endpoint), endpoint == "chat")
+        state = StreamState(record, session.origin_ns, session.validator(endpoint), endpoint == "chat", text=text)
         parser = SSEParser()
         buffer = body_buffer(raw)
         try:

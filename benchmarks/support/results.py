@@ -39,3 +39,22 @@ def command(module: str, argv: Sequence[str] | None = None) -> str:
 def now_utc() -> str:
     """The date and minute a result records."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def publish(
+    heading: str,
+    module: str,
+    when: str,
+    where: object,
+    body: str,
+    *,
+    update: bool,
+    setup: str = "",
+    path: Path = RESULTS,
+) -> None:
+    """Print a result; with `update`, make it the section `heading` of RESULTS.md too, with its date, machine and
+    command (and `setup`: what the command line does not say)."""
+    print(f"\n{body}")
+    if update:
+        head = f"Date: {when}. Machine: {where}. Command: `{command(module)}`." + (f" {setup}" if setup else "")
+        update_section(heading, f"{heading}\n\n{head}\n\n{body}\n", path)

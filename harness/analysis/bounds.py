@@ -280,17 +280,21 @@ def idle_share(records: Sequence[Record], users: int, start_ns: int, end_ns: int
     """Of a closed loop's sending window, the share of user time with no request of the user out (model above).
 
     A request is out from its first send (its take-up, if it never went) to its end, 429 retries included;
-    `records` are all of the step's, warm-up ones too (one in flight as the window opens covers its start).
+    `records` are all of the step's, warm-up ones too (one in flight as the window opens covers its start). A
+    session's user thinking between two turns is not idle: that wait is the load asked for (`harness.load.sessions`).
     """
     span = end_ns - start_ns
     if span <= 0 or users < 1 or all(r.user is None for r in records):
         return None  # records that do not say which user sent them (older writers) tell nothing of idleness
     spans: dict[int, list[tuple[int, int]]] = {}
+    turn_ends = {(r.session, r.turn): r.end_ns for r in records if r.session is not None and r.end_ns is not None}
     for r in records:
         if r.user is None or r.end_ns is None:
             continue
         began = first_sent_ns(r)
         began = began if began is not None else r.dispatched_ns if r.dispatched_ns is not None else r.scheduled_ns
+        if r.session is not None and r.turn:
+            began = min(began, turn_ends.get((r.session, r.turn - 1), began))  # thinking since the turn before
         lo, hi = max(began, start_ns), min(r.end_ns, end_ns)
         if hi > lo:
             spans.setdefault(r.user, []).append((lo, hi))

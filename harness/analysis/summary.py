@@ -3,8 +3,9 @@
 Every figure comes from the records: which requests a step measures and its service figures
 (`harness.analysis.service`), the per-request metrics (`harness.analysis.frame`), each step's table with the error
 bound of every number (`harness.analysis.table`, `harness.analysis.bounds`), the sweep's knee and limit behaviour
-(`harness.analysis.sweep`), the timing error against the server's ground truth (`harness.analysis.accuracy`) and the
-verdict from the bounds (`harness.analysis.validity`). The summary is checked against `schemas/summary.json` before it
+(`harness.analysis.sweep`), the timing error against the server's ground truth (`harness.analysis.accuracy`), the
+figures of sessions, prefix caching and trace replay (`harness.analysis.traffic`) and the verdict from the bounds
+(`harness.analysis.validity`). The summary is checked against `schemas/summary.json` before it
 is written; `harness.analysis.shape` gives its types.
 """
 
@@ -28,6 +29,7 @@ from harness.analysis.slo import Slo
 from harness.analysis.stats import round6 as _round
 from harness.analysis.sweep import knee, limit_behaviour
 from harness.analysis.table import Group, load_figures, loop_estimate_ms, offered, step_table, window_s
+from harness.analysis.traffic import traffic
 from harness.records.record import Record, RunFile, StepInfo
 from harness.records.rundir import CONFORMANCE_RESULT, SUMMARY_FILE, RunDir
 from harness.records.truth import Truth
@@ -100,6 +102,7 @@ def summarize(
         "knee": knee(steps),
         "limit": None if concurrency_limit is None else limit_behaviour(steps, concurrency_limit, _keys(measured)),
         "timing_error_ms": timing_errors(measured, truth, estimates) if truth else None,
+        "traffic": traffic(measured, run.run.config),
     }
     return cast(Figures, summary)
 

@@ -85,19 +85,32 @@ class Client:
         """Requests are spread over the keys in turn."""
         return index % len(self.keys)
 
-    async def send(self, body: bytes, record: Record, release: Release | None = None) -> Record:
+    async def send(
+        self,
+        body: bytes,
+        record: Record,
+        release: Release | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        text: list[str] | None = None,
+    ) -> Record:
         """Send one request (retrying 429s when configured) and complete its record.
 
         With a `release`, the request is built now and written when the release opens; retries go at once.
+        `headers` are this request's own, over the client's (a session's affinity header); `text`, when given,
+        receives the answer's text as it streams in.
         """
         key = self.key_for(record.index)
         record.key = self.keys[key].name
-        headers = self._headers[key]
+        sent_with: CIMultiDict[str] = self._headers[key]
+        if headers:
+            sent_with = sent_with.copy()
+            sent_with.update(headers)
         first_sent: int | None = None
         try:
             while True:
                 record.attempts += 1
-                await self._attempt(body, headers, record, release if record.attempts == 1 else None)
+                await self._attempt(body, sent_with, record, release if record.attempts == 1 else None, text)
                 if first_sent is None:
                     first_sent = record.sent_ns
                 if record.status != 429 or self.config.on_429 == "fail" or record.attempts > self.config.max_retries:
@@ -115,7 +128,9 @@ class Client:
                 record.throttled_ns = record.sent_ns - first_sent
         return record
 
-    async def _attempt(self, body: bytes, headers: Mapping[str, str], record: Record, release: Release | None) -> None:
+    async def _attempt(
+        self, body: bytes, headers: Mapping[str, str], record: Record, release: Release | None, text: list[str] | None
+    ) -> None:
         origin = self.origin_ns
         attempted = time.perf_counter_ns() - origin
         if record.dispatched_ns is None:
@@ -137,7 +152,7 @@ class Client:
                     ctype = response.headers.get("Content-Type", "")
                     if not ctype.startswith("text/event-stream"):
                         record.nonconformant(f"Content-Type is {ctype!r}, not text/event-stream")
-                    await self._stream(response, timed, record)
+                    await self._stream(response, timed, record, text)
         except TimeoutError:
             record.fail("timeout", f"no complete response within {self.config.request_timeout_s:g} s")
         except aiohttp.ClientConnectorError as exc:
@@ -158,9 +173,12 @@ class Client:
         record.end_ns = time.perf_counter_ns() - self.origin_ns
         record_refusal(record, response.status, raw, response.headers.get("Retry-After"))
 
-    async def _stream(self, response: aiohttp.ClientResponse, timed: TimedProtocol | None, record: Record) -> None:
+    async def _stream(
+        self, response: aiohttp.ClientResponse, timed: TimedProtocol | None, record: Record, text: list[str] | None
+    ) -> None:
         parser = SSEParser()
-        state = StreamState(record, self.origin_ns, self._validate, self.config.endpoint == "chat", self.config.output)
+        chat = self.config.endpoint == "chat"
+        state = StreamState(record, self.origin_ns, self._validate, chat, self.config.output, text)
 
         def feed(data: bytes, read: Read) -> None:
             events = parser.feed(data)

@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.analysis import validity
 from harness.analysis.slo import Slo
 from harness.analysis.summary import build_summary, write_summary
+from harness.commands import traffic
 from harness.commands.options import floats, header, ints, ramp
 from harness.environment import Environment
 from harness.load.bench import BenchConfig, Prompts, PromptSource, execute, stopped_early
@@ -70,12 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--sweep-concurrency", type=ints, metavar="N,N,...", help="one closed-loop step per value")
     modes.add_argument("--sweep-rate", type=floats, metavar="R,R,...", help="one open-loop step per value")
     modes.add_argument("--ramp", type=ramp, metavar="START:END", help="open loop, rate moving linearly")
+    modes.add_argument("--session-rate", type=float, metavar="R", help="open loop of multi-turn sessions: R starts/s")
     load.add_argument("--arrival", choices=ARRIVALS, default="poisson")
     load.add_argument("--burstiness", type=float, default=1.0, help="gamma shape: <1 burstier, 1 Poisson")
     load.add_argument("--max-concurrency", type=int, help="cap on requests in flight in open loop")
     load.add_argument("--duration", type=float, help="seconds per step after warm-up (default 20)")
     load.add_argument("--requests", type=int, help="measured requests per step (instead of --duration)")
-    load.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per step, not measured")
+    load.add_argument("--warmup", type=float, help="warm-up seconds per step, not measured (default 1; a trace 0)")
     load.add_argument("--warmup-requests", type=int, default=0, help="warm-up requests per step, not measured")
     load.add_argument("--seed", type=int, default=0)
     load.add_argument(
@@ -173,11 +175,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how large an error bound may be for a VALID run, e.g. ttft=2ms or itl=2%% (repeatable; default: the "
         "larger of 1 ms and 1%% for latencies, 1%% for throughput and load)",
     )
+    traffic.add_arguments(parser)
 
 
-def plans(args: argparse.Namespace) -> tuple[StepPlan, ...]:
+def plans(args: argparse.Namespace, workload: traffic.Traffic | None = None) -> tuple[StepPlan, ...]:
     """The steps the options ask for (ValueError when a step cannot be run)."""
+    workload = workload or traffic.Traffic()
     duration = args.duration if args.duration is not None or args.requests is not None else 20.0
+    warmup = args.warmup if args.warmup is not None else 0.0 if workload.trace is not None else 1.0
     template = StepPlan(
         0,
         "concurrency",
@@ -185,19 +190,23 @@ def plans(args: argparse.Namespace) -> tuple[StepPlan, ...]:
         arrival=args.arrival,
         burstiness=args.burstiness,
         max_concurrency=args.max_concurrency,
-        warmup_s=args.warmup,
+        warmup_s=warmup,
         warmup_requests=args.warmup_requests,
         duration_s=duration,
         requests=args.requests,
         seed=args.seed,
         send_ahead_s=args.send_ahead_ms / 1000,
     )
+    return traffic.plans(workload, template, _steps(args, template))
+
+
+def _steps(args: argparse.Namespace, template: StepPlan) -> tuple[StepPlan, ...]:
     if args.sweep_concurrency:
         return tuple(sweep(template, concurrencies=args.sweep_concurrency))
     if args.sweep_rate:
         return tuple(sweep(template, rates=args.sweep_rate))
-    if args.rate is not None:
-        return (replace(template, mode="rate", rate=args.rate),)
+    if args.rate is not None or args.session_rate is not None:
+        return (replace(template, mode="rate", rate=args.rate if args.rate is not None else args.session_rate),)
     if args.ramp is not None:
         return (replace(template, mode="ramp", rate=args.ramp[0], rate_end=args.ramp[1]),)
     return (replace(template, concurrency=args.concurrency or 1),)
@@ -209,6 +218,7 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
     if output is not None and args.endpoint != "chat":
         raise ValueError("--response-format and --tools need --endpoint chat")
     source: PromptSource = "jsonl" if args.prompts else "sharegpt" if args.sharegpt else "synthetic"
+    workload = traffic.traffic_of(args)
     prompts = Prompts(
         source=source,
         file=args.prompts or args.sharegpt,
@@ -218,9 +228,10 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
         exact_lengths=args.exact_lengths,
         calibrate=args.calibrate,
         family=args.chat_template_family,
+        prefix=workload.prefix,
     )
     return BenchConfig(
-        plans=plans(args),
+        plans=plans(args, workload),
         endpoint=args.endpoint,
         profile=args.profile,
         prompts=prompts,
@@ -236,6 +247,8 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
         output_dir=args.output_dir,
         run_id=args.run_id,
         uvloop=args.uvloop,
+        sessions=workload.sessions,
+        trace=workload.trace,
     )
 
 

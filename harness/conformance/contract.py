@@ -40,6 +40,9 @@ MAX_TOKENS = 512
 CREATED_SKEW_S = 300
 QUESTION = "Say 'Test'."
 SYSTEM = "You are a helpful assistant."
+# The earlier turns of the multi-turn check: the user's questions and the assistant's answers, as a client sends
+# them back with its next question.
+HISTORY = (("Name a colour.", "Blue."), ("Name a fruit.", "An apple, which is a fruit."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,16 @@ class Contract:
         """The spec's example conversation; Mistral's template has no system role, so it gets the question only."""
         user = {"role": "user", "content": question}
         return [user] if self._family == "mistral" else [{"role": "system", "content": SYSTEM}, user]
+
+    def multi_turn(self, question: str = QUESTION) -> list[dict[str, str]]:
+        """A three-turn conversation: the spec's example with two earlier exchanges, the assistant's answers in it."""
+        *head, last = self.conversation(question)
+        earlier = [
+            {"role": role, "content": text}
+            for turn in HISTORY
+            for role, text in zip(("user", "assistant"), turn, strict=True)
+        ]
+        return [*head, *earlier, last]
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The conversation as one completion prompt, rendered with the model family's chat template."""

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.conformance.contract import PATHS, Contract
+from harness.conformance.contract import HISTORY, PATHS, Contract
 from harness.conformance.endpoint import Api
 from harness.conformance.fixtures import Exchanges, text_of
 
-__all__ = ["test_chat_matches_templated_completion", "test_completion_prompt_verbatim"]
+__all__ = [
+    "test_chat_matches_templated_completion",
+    "test_completion_prompt_verbatim",
+    "test_multi_turn_matches_templated_completion",
+]
+# Enough to compare the two texts; short, since this check's requests are its own.
+MULTI_TURN_MAX_TOKENS = 16
 
 
 @pytest.mark.prompt_format
@@ -50,3 +56,36 @@ def test_completion_prompt_verbatim(api: Api, contract: Contract) -> None:
         f"prompt_tokens with the leading {bos!r}: {counts[0]}, without: {counts[1]}; a verbatim prompt differs by "
         "exactly the one BOS token (0 means the server adds a BOS when the prompt lacks one)"
     )
+
+
+@pytest.mark.prompt_format
+def test_multi_turn_matches_templated_completion(api: Api, exchanges: Exchanges, contract: Contract) -> None:
+    """Three turns with the assistant's answers, against the one-turn exchange of the same last question: the history
+    costs as many prompt tokens as a chat as in the templated completion (and more than none), and at temperature 0
+    chat(messages) and completion(template(messages)) give the same text.
+
+    Each part is judged against the one-turn exchange, so that this check tests the history and nothing else: a
+    server that changes every completion prompt alike (a second BOS) fails the one-turn check, not this one — its
+    token counts move by the same amount, and where the one-turn texts already differ the texts are not compared.
+    """
+    messages = contract.multi_turn()
+    extra = {"model": contract.model, "temperature": 0, "max_tokens": MULTI_TURN_MAX_TOKENS}
+    chat = api.post(PATHS["chat"], {**extra, "messages": messages})
+    completion = api.post(PATHS["completion"], {**extra, "prompt": contract.render(messages)})
+    assert chat.status == 200, chat.describe()
+    assert completion.status == 200, completion.describe()
+    one_chat, one_completion = exchanges.body_of("chat"), exchanges.body_of("completion")
+    by_chat = chat.json()["usage"]["prompt_tokens"] - one_chat["usage"]["prompt_tokens"]
+    by_completion = completion.json()["usage"]["prompt_tokens"] - one_completion["usage"]["prompt_tokens"]
+    assert by_chat == by_completion, (
+        f"{len(HISTORY)} earlier turns cost {by_completion} more prompt tokens in the templated completion but "
+        f"{by_chat} more as a chat: the server drops or changes earlier turns (the assistant's answers?) when it "
+        f"formats a chat. Messages: {messages!r}"
+    )
+    assert by_chat > 0, f"{len(HISTORY)} earlier turns cost {by_chat} more prompt tokens: no history in the prompt"
+    if text_of("chat", one_chat) == text_of("completion", one_completion):  # else the one-turn check reports it
+        chat_text, completion_text = text_of("chat", chat.json()), text_of("completion", completion.json())
+        assert chat_text == completion_text, (
+            "same conversation, different text at temperature 0: chat "
+            f"{chat_text[:120]!r}, completion {completion_text[:120]!r}. Messages: {messages!r}"
+        )

@@ -1,9 +1,12 @@
 """A load run against a target, from one frozen configuration: what `harness bench` and `harness run` execute.
 
 `execute(config, target)` opens the client, calibrates the synthetic prompts against the target's own token counts,
-prepares every request body once, drives the steps (`harness.load.runner`) and writes every record as it ends into
-`<output_dir>/<run_id>/records.jsonl`. It returns the run's records; figures and verdicts come later, from them
-(`harness.analysis.summary`). The configuration is parsed once at the edge (`harness.commands.bench`).
+prepares every request body once (a session's turns, which carry the answers before them, as they come), drives the
+steps (`harness.load.runner`) and writes every record as it ends into `<output_dir>/<run_id>/records.jsonl`.
+It returns the run's records; figures and verdicts come later, from them (`harness.analysis.summary`). The
+configuration is parsed once at the edge (`harness.commands.bench`). The workload is the prompts in turn, with
+shared prefixes if asked (`harness.load.prompts`), a trace's requests at its times (`harness.load.traces`) or
+multi-turn sessions (`harness.load.sessions`).
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ from typing import Any, Literal, TypeVar
 from harness.client import selector
 from harness.client.request import ClientConfig, Endpoint, On429
 from harness.client.session import Client
+from harness.load import traces
+from harness.load.conversation import ConversationFormat, Dialogue, Scripts, SessionSpec, load_dialogues
 from harness.load.plan import StepPlan
 from harness.load.progress import Progress
 from harness.load.prompts import (
     Calibration,
     LengthDistribution,
     PromptItem,
+    SharedPrefix,
     load_jsonl,
     load_sharegpt,
     prepare,
     shuffled,
     synthetic,
 )
-from harness.load.runner import Runner, calibrate
+from harness.load.runner import Rotation, Runner, Workload, calibrate
+from harness.load.sessions import Sessions
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule
 from harness.records.outputs import OutputSpec
 from harness.records.record import RecordWriter, RunFile, RunInfo, new_run_id
@@ -54,6 +61,7 @@ class Prompts:
     exact_lengths: bool = True  # ignore_eos/min_tokens, so that outputs are exactly as long as asked
     calibrate: bool = True
     family: ChatFamily | None = None  # the chat template for completions (None: by the model's name)
+    prefix: SharedPrefix | None = None  # synthetic prompts (and sessions) start with shared prefixes
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,8 @@ class BenchConfig:
     output_dir: Path = Path("reports")
     run_id: str | None = None
     uvloop: bool = False
+    sessions: SessionSpec | None = None  # multi-turn sessions instead of single requests
+    trace: traces.Replay | None = None  # a trace's requests at its times instead of prompts
 
     @property
     def exact_lengths(self) -> bool:
@@ -112,14 +122,15 @@ async def _execute(config: BenchConfig, target: Target, progress_enabled: bool) 
             calibration, warnings = await calibrate(client, family, config.seed)
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
-        prepared = prepare(client.config, _items(config, calibration), family, config.exact_lengths)
-        info = RunInfo.start(config.run_id or new_run_id(), target=_described(config, target),
+        run_id = config.run_id or new_run_id()
+        workload = _workload(config, client.config, calibration, family, run_id)
+        info = RunInfo.start(run_id, target=_described(config, target),
                              config=run_config(config, calibration, target))  # fmt: skip
         client.origin_ns = info.origin_ns
         directory = config.output_dir / info.run_id
         with RecordWriter(directory / "records.jsonl", info) as writer:
-            runner = Runner(client, info, prepared, writer, Progress(progress_enabled),
-                            stop_rule=StopRule(config.stop_error_rate))  # fmt: skip
+            runner = Runner(client, info, (), writer, Progress(progress_enabled),
+                            stop_rule=StopRule(config.stop_error_rate), workload=workload)  # fmt: skip
             await runner.execute(config.plans)
     return RunFile(info, runner.steps, runner.records), directory
 
@@ -141,6 +152,28 @@ def connections_for(plans: tuple[StepPlan, ...]) -> int:
     return 0 if any(s is None for s in sizes) else max(s for s in sizes if s is not None) + 4
 
 
+def _workload(
+    config: BenchConfig, client: ClientConfig, calibration: Calibration, family: ChatFamily | None, run_id: str
+) -> Workload:
+    """What each request due sends (ValueError when prompts cannot be made or formatted)."""
+    if config.trace is not None:
+        items = traces.items(config.trace.selected, calibration, config.seed)
+        return Rotation(prepare(client, items, family, config.exact_lengths), by_schedule=True)
+    if config.sessions is not None:
+        return Sessions(_scripts(config, config.sessions, calibration), client, family, config.exact_lengths, run_id)
+    return Rotation(prepare(client, _items(config, calibration), family, config.exact_lengths))
+
+
+def _scripts(config: BenchConfig, spec: SessionSpec, calibration: Calibration) -> Scripts:
+    prompts = config.prompts
+    dialogues: tuple[Dialogue, ...] = ()
+    if prompts.file is not None:
+        kind: ConversationFormat = "sharegpt" if prompts.source == "sharegpt" else "jsonl"
+        dialogues = tuple(shuffled(load_dialogues(prompts.file, kind, calibration), config.seed))
+    heads = tuple(prompts.prefix.texts(calibration, config.seed)) if prompts.prefix is not None else ()
+    return Scripts(spec, prompts.input_tokens, prompts.output_tokens, calibration, config.seed, heads, dialogues)
+
+
 def _items(config: BenchConfig, calibration: Calibration) -> list[PromptItem]:
     prompts = config.prompts
     if prompts.source == "jsonl" and prompts.file is not None:
@@ -148,7 +181,7 @@ def _items(config: BenchConfig, calibration: Calibration) -> list[PromptItem]:
     if prompts.source == "sharegpt" and prompts.file is not None:
         return shuffled(load_sharegpt(prompts.file, calibration), config.seed)
     return synthetic(prompts.count, prompts.input_tokens, prompts.output_tokens, seed=config.seed,
-                     calibration=calibration)  # fmt: skip
+                     calibration=calibration, prefix=prompts.prefix)  # fmt: skip
 
 
 def run_config(config: BenchConfig, calibration: Calibration, target: Target) -> dict[str, Any]:
@@ -181,7 +214,20 @@ def run_config(config: BenchConfig, calibration: Calibration, target: Target) ->
         "send_ahead_ms": first.send_ahead_s * 1000,
         "stop_error_rate": config.stop_error_rate,
         "preflight": dict(target.preflight) if target.preflight is not None else None,  # None: skipped
+        "workload": workload(config),
     }
+
+
+def workload(config: BenchConfig) -> dict[str, Any]:
+    """What the run sends, as its records and summary keep it (`config.workload`): `kind` is `requests`,
+    `sessions` or `trace`, with what shapes it."""
+    if config.trace is not None:
+        return config.trace.describe()
+    prefix = config.prompts.prefix
+    shared = {"shared_prefix": prefix.describe() if prefix is not None else None}
+    if config.sessions is not None:
+        return {"kind": "sessions", **config.sessions.describe(), **shared}
+    return {"kind": "requests", **shared}
 
 
 def stopped_early(run_file: RunFile) -> str | None:

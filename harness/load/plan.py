@@ -3,7 +3,12 @@
 - closed loop: `concurrency` users, each sending its next request as soon as the previous one ends;
 - open loop: requests due at a rate, spaced constant, Poisson (exponential gaps) or gamma (`burstiness` is the
   shape: 1 is Poisson, below 1 burstier, above 1 more regular), optionally capped by `max_concurrency`;
-- ramp: an open loop whose rate moves linearly from `rate` to `rate_end` over the step's duration.
+- ramp: an open loop whose rate moves linearly from `rate` to `rate_end` over the step's duration;
+- a given schedule (`schedule`, arrival "trace"): an open loop whose requests are due at offsets taken from a
+  trace (`harness.load.traces`), its `rate` the trace's mean rate.
+
+In a session workload (`per="session"`) each arrival starts a session, whose later turns its own task sends
+(`harness.load.sessions`): a closed loop's users run sessions back to back, an open loop's rate is of sessions.
 
 A step bounded by a request count (no duration) at a fixed Poisson or gamma rate draws the process *conditioned*
 on its measured requests spanning exactly their expected time: the gaps between them are drawn, then scaled
@@ -27,9 +32,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-Arrival = Literal["constant", "poisson", "gamma"]
+Arrival = Literal["constant", "poisson", "gamma", "trace"]
 Mode = Literal["concurrency", "rate", "ramp"]
-ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson", "gamma")
+Per = Literal["request", "session"]
+ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson", "gamma")  # the ones drawn; "trace" is given
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,9 @@ class StepPlan:
     requests: int | None = None
     seed: int = 0
     send_ahead_s: float = 0.005  # open loop: how long before its due time a request is handed to the client
+    per: Per = "request"  # what an arrival starts: a request, or a session of them
+    schedule: tuple[float, ...] | None = None  # a trace's due times (seconds from the step's start, in order)
+    name: str | None = None  # the step's label, when the load is not described by its numbers (a trace)
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.requests is None:
@@ -68,16 +77,21 @@ class StepPlan:
             raise ValueError("a ramp from 0 to 0 sends nothing")
         if self.arrival == "gamma" and self.burstiness <= 0:
             raise ValueError("the burstiness (gamma shape) must be positive")
+        if (self.schedule is not None) != (self.arrival == "trace") or (self.schedule and self.mode != "rate"):
+            raise ValueError("a schedule is an open loop's, and its arrival is 'trace'")
 
     @property
     def label(self) -> str:
+        if self.name is not None:
+            return self.name
         if self.mode == "concurrency":
             return f"concurrency={self.concurrency}"
         cap = f",max_concurrency={self.max_concurrency}" if self.max_concurrency else ""
         shape = self.arrival if self.arrival != "gamma" else f"gamma({self.burstiness:g})"
         if self.mode == "ramp":
             return f"ramp={self.rate:g}->{self.rate_end:g}/s,{shape}{cap}"
-        return f"rate={self.rate:g}/s,{shape}{cap}"
+        rate = "session_rate" if self.per == "session" else "rate"
+        return f"{rate}={self.rate:g}/s,{shape}{cap}"
 
 
 def sweep(template: StepPlan, *, concurrencies: Sequence[int] = (), rates: Sequence[float] = ()) -> list[StepPlan]:
@@ -96,6 +110,8 @@ def unit_gaps(arrival: Arrival, burstiness: float, rng: random.Random) -> Iterat
         return itertools.repeat(1.0)
     if arrival == "poisson":
         return (rng.expovariate(1.0) for _ in itertools.count())
+    if arrival == "trace":
+        raise ValueError("a trace's arrivals are given, not drawn")
     shape = burstiness
     return (rng.gammavariate(shape, 1.0 / shape) for _ in itertools.count())
 
@@ -132,8 +148,11 @@ def conditioned(gaps: Iterator[float], count: int) -> Iterator[float]:
 
 def offsets(step: StepPlan) -> Iterator[tuple[float, bool]]:
     """The open-loop schedule: (seconds after the step's start, warm-up?) for every request, in order."""
-    rng = random.Random(step.seed * 1_000_003 + step.index)
     horizon = step.warmup_s + step.duration_s if step.duration_s is not None else math.inf
+    if step.schedule is not None:
+        yield from _given(step, horizon)
+        return
+    rng = random.Random(step.seed * 1_000_003 + step.index)
     # A request-bounded step at a random rate: the gaps of its measured requests are conditioned on their span.
     span_gaps = (
         step.requests - 1
@@ -157,3 +176,18 @@ def offsets(step: StepPlan) -> Iterator[tuple[float, bool]]:
             measured += 1
         yield t, warm
         u += next(gaps)
+
+
+def _given(step: StepPlan, horizon: float) -> Iterator[tuple[float, bool]]:
+    """A given schedule, with the warm-up and the bounds of the step."""
+    assert step.schedule is not None
+    measured = 0
+    for n, t in enumerate(step.schedule):
+        if t >= horizon:
+            return
+        warm = n < step.warmup_requests or t < step.warmup_s
+        if not warm:
+            if step.requests is not None and measured >= step.requests:
+                return
+            measured += 1
+        yield t, warm

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -20,6 +20,7 @@ from harness.client.request import ClientConfig, Endpoint, exact_length_body, re
 from schemas import ChatFamily, render_chat
 
 Message = Mapping[str, str]
+_T = TypeVar("_T")
 
 _WORDS = (
     "time year people way day man thing woman life child world school state family student group country problem "
@@ -46,18 +47,22 @@ class PromptItem:
     prompt: str | None = None
     max_tokens: int | None = None
     input_tokens_target: int | None = None
+    prefix_group: int | None = None  # the shared prefix it starts with (`SharedPrefix`)
 
     def for_endpoint(self, endpoint: Endpoint, family: ChatFamily | None) -> PromptItem:
         """The same input shaped for an endpoint: completion mode renders a conversation with the model's template."""
         if endpoint == "chat" and self.messages is None:
-            return PromptItem(
-                ({"role": "user", "content": self.prompt or ""},), None, self.max_tokens, self.input_tokens_target
-            )
+            return replace(self, messages=({"role": "user", "content": self.prompt or ""},), prompt=None)
         if endpoint == "completion" and self.messages is not None:
-            if family is None:
-                raise ValueError("completion mode needs the model's chat-template family to format conversations")
-            return PromptItem(None, render_chat(family, self.messages), self.max_tokens, self.input_tokens_target)
+            return replace(self, messages=None, prompt=rendered(self.messages, family))
         return self
+
+
+def rendered(messages: Sequence[Message], family: ChatFamily | None) -> str:
+    """A conversation as one completion prompt, in the model family's chat template."""
+    if family is None:
+        raise ValueError("completion mode needs the model's chat-template family to format conversations")
+    return render_chat(family, messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,8 @@ class LengthDistribution:
     b: float = 0.0
 
     @classmethod
-    def parse(cls, text: str) -> LengthDistribution:
+    def parse(cls, text: str, *, zero: bool = False) -> LengthDistribution:
+        """The distribution a user wrote; `zero` allows values of 0 (think times: `0`, `uniform:0,2`)."""
         kind, sep, rest = text.partition(":")
         if not sep:
             kind, rest = "fixed", text
@@ -77,9 +83,10 @@ class LengthDistribution:
             values = [float(v) for v in rest.split(",")]
         except ValueError:
             raise ValueError(f"bad length distribution {text!r}") from None
-        if kind == "fixed" and len(values) == 1 and values[0] >= 1:
+        if kind == "fixed" and len(values) == 1 and values[0] >= (0 if zero else 1):
             return cls("fixed", values[0])
-        if kind in ("normal", "uniform", "lognormal") and len(values) == 2 and values[0] > 0 and values[1] >= 0:
+        least_ok = values[0] >= 0 if zero and kind == "uniform" else values[0] > 0
+        if kind in ("normal", "uniform", "lognormal") and len(values) == 2 and least_ok and values[1] >= 0:
             if kind == "uniform" and values[1] < values[0]:
                 raise ValueError(f"uniform:{rest}: the upper bound is below the lower one")
             return cls(kind, values[0], values[1])  # type: ignore[arg-type]
@@ -94,6 +101,11 @@ class LengthDistribution:
         return f"{self.kind}:{_number(self.a)},{_number(self.b)}"
 
     def sample(self, rng: random.Random) -> int:
+        """A whole number of at least 1 (a length)."""
+        return max(1, round(self.draw(rng)))
+
+    def draw(self, rng: random.Random) -> float:
+        """A value as drawn, never below 0 (a time)."""
         if self.kind == "fixed":
             value = self.a
         elif self.kind == "normal":
@@ -102,7 +114,7 @@ class LengthDistribution:
             value = rng.uniform(self.a, self.b)
         else:
             value = self.a * rng.lognormvariate(0.0, self.b)
-        return max(1, round(value))
+        return max(0.0, value)
 
     @property
     def mean(self) -> float:
@@ -136,7 +148,7 @@ CALIBRATION_WORDS = (32, 512)
 
 def calibration_prompts(seed: int = 0) -> list[PromptItem]:
     rng = random.Random(seed ^ 0x5EED)
-    return [PromptItem(({"role": "user", "content": _text(rng, n)},), None, 1, None) for n in CALIBRATION_WORDS]
+    return [PromptItem(({"role": "user", "content": random_words(rng, n)},), None, 1, None) for n in CALIBRATION_WORDS]
 
 
 def fit_calibration(prompt_tokens: Sequence[int | None]) -> Calibration:
@@ -148,8 +160,29 @@ def fit_calibration(prompt_tokens: Sequence[int | None]) -> Calibration:
     return Calibration(max(0.0, t0 - per_word * w0), per_word, True)
 
 
-def _text(rng: random.Random, words: int) -> str:
+def random_words(rng: random.Random, words: int) -> str:
     return " ".join(rng.choices(_WORDS, k=words))
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPrefix:
+    """Prompts that start with one of `groups` texts of `tokens` tokens: system prompts and documents reused across
+    requests, as a server's prefix cache sees them. Prompt i is of group i mod `groups`; its text is the group's,
+    the same in every request and for every seed of the run."""
+
+    tokens: int
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tokens < 1 or self.groups < 1:
+            raise ValueError("a shared prefix needs at least 1 token and 1 group")
+
+    def texts(self, calibration: Calibration, seed: int) -> list[str]:
+        words = max(1, round(self.tokens / calibration.tokens_per_word))
+        return [random_words(random.Random(f"prefix:{seed}:{group}"), words) for group in range(self.groups)]
+
+    def describe(self) -> dict[str, int]:
+        return {"tokens": self.tokens, "groups": self.groups}
 
 
 def synthetic(
@@ -159,14 +192,27 @@ def synthetic(
     *,
     seed: int,
     calibration: Calibration,
+    prefix: SharedPrefix | None = None,
 ) -> list[PromptItem]:
-    """`count` distinct prompts; each asks for exactly its sampled output length (see `exact_length_body`)."""
+    """`count` distinct prompts; each asks for exactly its sampled output length (see `exact_length_body`).
+
+    With a shared `prefix`, a prompt's sampled length is its whole length, the group's prefix included (at least one
+    word of its own follows it).
+    """
     rng = random.Random(seed)
+    heads = prefix.texts(calibration, seed) if prefix is not None else []
     items = []
-    for _ in range(count):
+    for i in range(count):
         target = input_lengths.sample(rng)
-        text = _text(rng, calibration.words_for(target))
-        items.append(PromptItem(({"role": "user", "content": text},), None, output_lengths.sample(rng), target))
+        words = calibration.words_for(target)
+        group = i % len(heads) if heads else None
+        if group is None:
+            text = random_words(rng, words)
+        else:
+            head = heads[group]
+            text = f"{head} {random_words(rng, max(1, words - head.count(' ') - 1))}"
+        message = ({"role": "user", "content": text},)
+        items.append(PromptItem(message, None, output_lengths.sample(rng), target, group))
     return items
 
 
@@ -177,6 +223,7 @@ class PreparedPrompt:
     body: bytes
     input_tokens_target: int | None
     max_tokens: int | None
+    prefix_group: int | None = None
 
 
 def prepare(
@@ -196,7 +243,7 @@ def prepare(
         tokens = max_tokens if max_tokens is not None else shaped.max_tokens
         extra = exact_length_body(tokens) if exact_lengths else None
         body = request_body(config, shaped.messages, shaped.prompt, tokens, extra)
-        prepared.append(PreparedPrompt(body, shaped.input_tokens_target, tokens))
+        prepared.append(PreparedPrompt(body, shaped.input_tokens_target, tokens, shaped.prefix_group))
     return prepared
 
 
@@ -237,7 +284,7 @@ def load_jsonl(path: Path, default_max_tokens: int | None = None) -> list[Prompt
     return items
 
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
 def load_sharegpt(path: Path, calibration: Calibration, max_output_tokens: int = 1024) -> list[PromptItem]:
@@ -254,7 +301,7 @@ def load_sharegpt(path: Path, calibration: Calibration, max_output_tokens: int =
         messages: list[Message] = []
         reply: str | None = None
         for turn in turns:
-            role = _SHAREGPT_ROLES.get(str(turn.get("from", ""))) if isinstance(turn, dict) else None
+            role = SHAREGPT_ROLES.get(str(turn.get("from", ""))) if isinstance(turn, dict) else None
             value = turn.get("value") if isinstance(turn, dict) else None
             if role is None or not isinstance(value, str):
                 break
@@ -271,7 +318,7 @@ def load_sharegpt(path: Path, calibration: Calibration, max_output_tokens: int =
     return items
 
 
-def shuffled(items: Iterable[PromptItem], seed: int) -> list[PromptItem]:
+def shuffled(items: Iterable[_T], seed: int) -> list[_T]:
     pool = list(items)
     random.Random(seed).shuffle(pool)
     return pool

@@ -1,17 +1,20 @@
 """A run: its steps driven one after another through one client, every request recorded as it ends.
 
 The runner owns the order of things — calibrate, then for each step: start the meters, drive the load, write the
-step line — and nothing else: load shapes are `harness.load.plan` and `harness.load.loops`, requests
-`harness.client.session`, metrics come later from the records. A run whose latest requests mostly fail stops early
-(`harness.load.stop_rule`): the step that tripped the rule ends with the requests in flight, its step line says why, and
-no later step runs.
+step line — and nothing else: load shapes are `harness.load.plan` and `harness.load.loops`, what each request due
+sends is the run's `Workload` (prompts in turn by default, or a trace's request by its place in the schedule; a
+whole conversation, `harness.load.sessions`), requests `harness.client.session`, metrics come later from the
+records. A run whose latest requests mostly fail stops early (`harness.load.stop_rule`): the step that tripped the
+rule ends with the requests in flight, its step line says why, and no later step runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from harness.client import selector
 from harness.client.release import Release
@@ -50,6 +53,43 @@ async def calibrate(client: Client, family: ChatFamily | None, seed: int) -> tup
     return calibration, []
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A request the step's loop made due: its step, its place in the step's schedule, when it was due
+    (perf_counter_ns), whether it is warm-up, the release it is to be written at (or None: at once) and its user
+    (a closed loop's; None in an open loop)."""
+
+    plan: StepPlan
+    seq: int
+    scheduled_ns: int
+    warm: bool
+    release: Release | None
+    user: int | None
+
+
+class Workload(Protocol):
+    """What a request due sends: called by the step's loop for each one, it sends through the runner."""
+
+    async def fire(self, runner: Runner, due: Due) -> None: ...
+
+
+class Rotation:
+    """The prompts in turn: the run's n-th request sends prompt n (modulo their number), or with `by_schedule` the
+    n-th of its step's schedule does (a trace's request n: `harness.load.traces`)."""
+
+    def __init__(self, prompts: Sequence[PreparedPrompt], by_schedule: bool = False) -> None:
+        if not prompts:
+            raise ValueError("no prompts to send")
+        self.prompts = prompts
+        self.by_schedule = by_schedule
+
+    async def fire(self, runner: Runner, due: Due) -> None:
+        record = runner.record(due.plan, due.scheduled_ns, due.warm, due.user)
+        prompt = self.prompts[(due.seq if self.by_schedule else record.index) % len(self.prompts)]
+        runner.describe(record, prompt)
+        await runner.send(record, prompt.body, due.release)
+
+
 class Runner:
     def __init__(
         self,
@@ -60,12 +100,11 @@ class Runner:
         progress: Progress,
         lag_interval_s: float = 0.02,
         stop_rule: StopRule | None = None,
+        workload: Workload | None = None,
     ) -> None:
-        if not prompts:
-            raise ValueError("no prompts to send")
         self.client = client
         self.run = run
-        self.prompts = prompts
+        self.workload: Workload = workload if workload is not None else Rotation(prompts)
         self.writer = writer
         self.progress = progress
         self.records: list[Record] = []
@@ -80,6 +119,11 @@ class Runner:
     def stopped_early(self) -> str | None:
         """Why the run stopped before its plan was done, or None."""
         return self._stop_rule.reason
+
+    @property
+    def halted(self) -> bool:
+        """No further request is to be sent (the stop rule tripped)."""
+        return self._halt.is_set()
 
     @staticmethod
     def _wake_ns() -> int:
@@ -106,7 +150,7 @@ class Runner:
         self._wake_ns()
 
         async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
-            await self._fire(plan, scheduled_ns, warm, release, user)
+            await self.workload.fire(self, Due(plan, seq, scheduled_ns, warm, release, user))
 
         clock: StepClock = await run_step(plan, fire, self._halt)
         info = self._step_line(plan, clock)
@@ -117,14 +161,11 @@ class Runner:
         gc.collect()
         gc.freeze()
 
-    async def _fire(
-        self, plan: StepPlan, scheduled_ns: int, warm: bool, release: Release | None, user: int | None
-    ) -> None:
-        """Send the next prompt in turn and record it, whatever becomes of it."""
+    def record(self, plan: StepPlan, scheduled_ns: int, warm: bool, user: int | None) -> Record:
+        """The record of the run's next request, due at `scheduled_ns` (perf_counter_ns)."""
         index = self._next_index
         self._next_index += 1
-        prompt = self.prompts[index % len(self.prompts)]
-        record = Record(
+        return Record(
             run_id=self.run.run_id,
             step=plan.index,
             index=index,
@@ -132,12 +173,28 @@ class Runner:
             warmup=warm,
             endpoint=self.client.config.endpoint,
             scheduled_ns=scheduled_ns - self.run.origin_ns,
-            input_tokens_target=prompt.input_tokens_target,
-            max_tokens=prompt.max_tokens,
         )
+
+    @staticmethod
+    def describe(record: Record, prompt: PreparedPrompt) -> None:
+        """What the record's request asked for, from its prepared prompt."""
+        record.input_tokens_target = prompt.input_tokens_target
+        record.max_tokens = prompt.max_tokens
+        record.prefix_group = prompt.prefix_group
+
+    async def send(
+        self,
+        record: Record,
+        body: bytes,
+        release: Release | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        text: list[str] | None = None,
+    ) -> Record:
+        """Send one request and record it, whatever becomes of it (`Client.send` says what the options do)."""
         self.progress.sent()
         try:
-            await self.client.send(prompt.body, record, release)
+            return await self.client.send(body, record, release, headers=headers, text=text)
         finally:
             self.records.append(record)
             self.writer.write(record)

@@ -55,6 +55,9 @@ class Record:
     `warmup` says the request was *scheduled* during its step's warm-up; `harness.analysis.service` decides which
     requests a step measures. `user` is the closed-loop user that sent it (None in an open loop).
 
+    A turn of a session is due a think time after its previous turn ended: its `scheduled_ns` is that due time, so
+    the think time before it is its `scheduled_ns` less the previous turn's `end_ns` (`harness.analysis.traffic`).
+
     Arrival stamps are the kernel's when `kernel_timed` (every read that completed an event carried its receive
     time), else the client's loop read the clock. Either way a stamp is of the read, and a read can bring several
     events: all but one that ends the read may have arrived earlier, as early as the connection's previous read.
@@ -104,6 +107,15 @@ class Record:
     conformance_errors: list[str] = field(default_factory=list)
     # What the structured output or the tool calls broke of what was asked; "" when checked and fine, None unchecked.
     output_error: str | None = None
+    # Real traffic: the conversation a request is a turn of (`session`, numbered in the run; `turn` from 0 of
+    # `session_turns` planned), the tokens its history carried in (the previous turn's prompt and answer, as the
+    # server counted them), the shared prefix's group, and the prompt tokens the server said it had cached.
+    session: int | None = None
+    turn: int | None = None
+    session_turns: int | None = None
+    history_tokens: int | None = None
+    prefix_group: int | None = None
+    cached_tokens: int | None = None
 
     def fail(self, kind: ErrorKind, detail: str) -> None:
         """Keep the first failure: later ones are usually its consequences."""

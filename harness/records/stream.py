@@ -66,6 +66,7 @@ class StreamState:
         "chat",
         "content",
         "done",
+        "keep",
         "loop_timed",
         "origin",
         "output",
@@ -82,6 +83,7 @@ class StreamState:
         validate: Callable[[Any], Any] | None,
         chat: bool,
         output: OutputSpec | None = None,
+        text: list[str] | None = None,
     ) -> None:
         self.record = record
         self.origin = origin
@@ -89,7 +91,10 @@ class StreamState:
         self.chat = chat
         self.output = output  # when set, the answer's text and tool calls are kept for its check at the end
         self.chars: list[int] = []
-        self.content: list[str] = []
+        # The answer's text as it came: for the output check, and into `text` when given (a session's next turn
+        # carries it back as the assistant's message).
+        self.content: list[str] = text if text is not None else []
+        self.keep = output is not None or text is not None
         self.calls: dict[int, Call] = {}
         self.outputting = False  # a chunk of output (not reasoning) has come
         self.usage: dict[str, Any] | None = None
@@ -162,7 +167,7 @@ class StreamState:
             text = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(text, str) and text:
                 size = len(text)
-                if self.output is not None:
+                if self.keep:
                     self.content.append(text)
             elif isinstance(delta, dict):
                 size, thinking = self._other(delta)
@@ -170,7 +175,7 @@ class StreamState:
             text = choice.get("text")
             if isinstance(text, str) and text:
                 size = len(text)
-                if self.output is not None:
+                if self.keep:
                     self.content.append(text)
         if size:
             if record.first_token_ns is None:
@@ -229,6 +234,9 @@ class StreamState:
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
             record.prompt_tokens = prompt if isinstance(prompt, int) else None
             record.completion_tokens = completion if isinstance(completion, int) else None
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            record.cached_tokens = cached if isinstance(cached, int) and cached >= 0 else None
         elif record.error_kind is None:
             record.nonconformant("no usage in the stream although stream_options.include_usage was sent")
         record.chunk_tokens = apportion(self.chars, record.completion_tokens)

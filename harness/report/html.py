@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from harness.analysis.shape import Summary
-from harness.report import tables
+from harness.report import tables, traffic
 from harness.report.tables import Table
 
 _CSS = """
@@ -252,6 +252,13 @@ def _timing(parts: Sequence[RunPart]) -> str | None:
     return text
 
 
+def _traffic(label: str, body: traffic.Body) -> str:
+    """One run's part of a real-traffic section (`harness.report.traffic`)."""
+    return f"<h3>{escape(label)}</h3>" + "".join(
+        table(item) if isinstance(item, Table) else f"<p class='note'>{escape(item)}</p>" for item in body
+    )
+
+
 def render(parts: Sequence[RunPart], figures: Figures) -> str:
     """The whole page."""
     title = "Load test report — " + " vs ".join(p.label for p in parts)
@@ -265,6 +272,8 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
     ]
     if (timing := _timing(parts)) is not None:
         body.append(_section("timing", "Timing error against ground truth", timing))
+    for anchor, heading, runs in traffic.by_section([(p.label, p.summary) for p in parts]):
+        body.append(_section(anchor, heading, "".join(_traffic(label, found) for label, found in runs)))
     body.append(_section("cdfs", "Latency distributions", image(figures.cdfs_png, "latency CDFs")))
     sweep = (
         image(figures.sweep_png, "throughput and latency against load")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.analysis.shape import Summary
-from harness.report import tables
+from harness.report import tables, traffic
 from harness.report.tables import Table
 
 
@@ -77,5 +77,12 @@ def markdown(summaries: Sequence[Summary], labels: Sequence[str], page: str = "r
     else:
         lines += [md_table(tables.comparison_table(summaries, labels)), ""]
         lines.append(md_table(tables.steps_comparison_table(summaries, labels)))
-    lines += ["", f"_{tables.STEP_NOTE}_", "", f"Full report: `{page}`.", ""]
+    lines += ["", f"_{tables.STEP_NOTE}_", ""]
+    for _, heading, runs in traffic.by_section(list(zip(labels, summaries, strict=True))):
+        lines += [f"### {heading}", ""]
+        for label, body in runs:
+            lines += [f"**{label}**", ""] if len(summaries) > 1 else []
+            for item in body:
+                lines += [md_table(item) if isinstance(item, Table) else item, ""]
+    lines += [f"Full report: `{page}`.", ""]
     return "\n".join(lines)

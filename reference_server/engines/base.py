@@ -107,7 +107,8 @@ class Delta:
     """New output of one request: text, how many tokens produced it, and the finish reason on the last one.
 
     A reasoning model's thinking comes in `reasoning`, apart from the answer in `text` (an engine with a reasoning
-    parser splits them); `logprobs` has one entry per token when the request asked for them.
+    parser splits them); `logprobs` has one entry per token when the request asked for them. `cached_tokens`, on a
+    delta of an engine with a prefix cache (the first one at least), is how many prompt tokens it found cached.
     """
 
     text: str
@@ -115,6 +116,7 @@ class Delta:
     finish_reason: FinishReason | None = None
     reasoning: str = ""
     logprobs: tuple[TokenLogprob, ...] = ()
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,9 @@ server's command line `--engine-arg reasoning_parser=NAME`. With it, vLLM's pars
 `Delta.reasoning` and `Delta.text` (`vllm_reasoning`), and vLLM's engine gets the same name, so that structured
 output is enforced after the thinking, as on vLLM's server. Without it, all output is `Delta.text`.
 
+Prefix caching is vLLM's own (on unless `--engine-arg enable_prefix_caching=false`): each delta carries the prompt
+tokens vLLM found cached (`RequestOutput.num_cached_tokens`), which the `openai` profile reports in its usage.
+
 The options (`VllmOptions`) and the engine arguments they become are in `vllm_options`.
 """
 
@@ -267,6 +270,7 @@ class VllmEngine:
                         finish_reason=reason,
                         reasoning=thinking,
                         logprobs=logprobs,
+                        cached_tokens=_cached(output),
                     )
         finally:
             if request_id in self._open:
@@ -332,6 +336,12 @@ def _engine_input(llm: Any, prompt: Prompt) -> Any:
     # The renderer is vLLM's supported way in; it also checks the prompt against the context length.
     (engine_input,) = renderer.render_cmpl([tokens])
     return engine_input
+
+
+def _cached(output: Any) -> int | None:
+    """The prompt tokens vLLM found in its prefix cache (None from a release that does not say)."""
+    found = getattr(output, "num_cached_tokens", None)
+    return found if isinstance(found, int) and found >= 0 else None
 
 
 def _finish_reason(request_id: str, reason: str | None) -> FinishReason:

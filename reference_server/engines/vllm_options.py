@@ -94,6 +94,9 @@ def engine_kwargs(options: VllmOptions, model: str, *, on_cpu: bool, cpu_bf16: b
         # the scheduler counts still flow to our stat logger.
         "disable_log_stats": True,
         "enable_log_requests": False,
+        # Said rather than left to vLLM's default, which depends on the model and the platform: the server reports
+        # the cached prompt tokens, and a run over shared prefixes or sessions means to measure the cache.
+        "enable_prefix_caching": True,
     }
     optional: dict[str, object | None] = {
         "max_model_len": options.max_model_len,

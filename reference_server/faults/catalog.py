@@ -29,6 +29,7 @@ class Fault(StrEnum):
     IGNORE_STOP = "ignore_stop"  # a lone stop string (a string or a list of one) is not honoured
     IGNORE_MAX_TOKENS = "ignore_max_tokens"  # one token more than `max_tokens` (`max_completion_tokens` holds)
     TEMPLATE_COMPLETION = "template_completion"  # a completion prompt gets a second BOS
+    DROP_ASSISTANT = "drop_assistant"  # a chat's earlier assistant messages are left out of its prompt
     WRONG_FINISH = "wrong_finish"  # finish_reason is a value outside stop/length
     NOT_ENVELOPE = "not_envelope"  # errors are answered as plain text
     # One per conformance check that no fault above breaks alone (see harness/conformance).

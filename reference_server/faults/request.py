@@ -26,6 +26,7 @@ _BODY_FAULTS = frozenset(
         Fault.TOOLS_DESPITE_NONE,
         Fault.REJECT_FEATURES,
         Fault.STRICT_ARGS,
+        Fault.DROP_ASSISTANT,
     }
 )
 
@@ -108,6 +109,8 @@ def _rewrite(fault: Fault, kind: Kind, data: dict[str, Any]) -> None:
         data.pop("seed", None)
     elif fault is Fault.TOOLS_DESPITE_NONE and data.get("tool_choice") == "none" and data.get("tools"):
         data["tool_choice"] = "required"
+    elif fault is Fault.DROP_ASSISTANT and kind == "chat" and isinstance(data.get("messages"), list):
+        data["messages"] = [m for m in data["messages"] if not (isinstance(m, dict) and m.get("role") == "assistant")]
 
 
 def completion_prompt(fault: Fault, model: str, prompt: str) -> str:

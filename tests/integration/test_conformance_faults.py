@@ -51,6 +51,7 @@ UNIQUE: dict[str, str] = {
     "test_sdk_parses": "zero_error",
     "test_chat_matches_templated_completion": "template_completion",
     "test_completion_prompt_verbatim": "bos_if_missing",
+    "test_multi_turn_matches_templated_completion": "drop_assistant",
     "test_missing_key": "allow_missing_key",
     "test_wrong_key": "allow_wrong_key",
     "test_unknown_model": "unknown_model_400",

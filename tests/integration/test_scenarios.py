@@ -29,7 +29,7 @@ import pytest
 import schemas
 from harness.analysis.summary import summarize
 from harness.cli import main as harness_main
-from harness.records.record import RunFile, read_run
+from harness.records.record import Record, RunFile, read_run
 from harness.target.launch import LaunchedServer, launch_reference_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,6 +194,36 @@ def test_mixed_sends_every_kind_and_the_completions_match_the_chat_prompts(
     assert {r.max_tokens for r in ok} <= {MAX_TOKENS, 4 * MAX_TOKENS}
     # The server formats chat itself; the scenario formats completions: the same conversation, the same tokens.
     assert {(r.endpoint, r.prompt_tokens) for r in ok} == {("chat", 33), ("completion", 33)}
+
+
+def test_session_users_hold_conversations_whose_turns_carry_their_history(
+    server: LaunchedServer, tmp_path: Path
+) -> None:
+    code, log = locust(
+        "session.py", server, tmp_path, "-u", "3", "-r", "3", "-t", "4s", "--csv", "stats", "--records", "out",
+        "--turns", "3", "--think-time", "0.05", "--input-tokens", "20",
+    )  # fmt: skip
+    assert code == 0, log
+    assert_reported(stats(tmp_path / "stats"), ["session"])
+    run = only_run(tmp_path / "out")
+    assert_streamed(run)
+    turns: dict[int | None, list[Record]] = {}
+    for r in run.requests:
+        if not r.warmup:
+            turns.setdefault(r.session, []).append(r)
+    complete = [sorted(t, key=lambda r: r.turn or 0) for t in turns.values() if len(t) == 3]
+    assert complete and all(r.session_turns == 3 for t in complete for r in t)
+    for first, second, third in complete:
+        assert (first.turn, second.turn, third.turn) == (0, 1, 2)
+        # Each turn's prompt is the one before, its answer and a new question of 20 words (the simulator's tokens).
+        assert first.history_tokens == 0 and first.prompt_tokens is not None and first.completion_tokens is not None
+        assert second.history_tokens == first.prompt_tokens + first.completion_tokens
+        assert second.prompt_tokens is not None and second.prompt_tokens > second.history_tokens + 20
+        assert third.history_tokens == second.prompt_tokens + (second.completion_tokens or 0)
+    figures = summarize(run).get("traffic")
+    assert figures is not None and figures["workload"] == "sessions" and figures["sessions"] is not None
+    assert figures["sessions"]["complete"] == len(complete) and figures["turns"] is not None
+    assert [t["turn"] for t in figures["turns"]] == [0, 1, 2]
 
 
 def test_the_step_shape_meets_429s_only_above_30_users_and_names_them_apart(
@@ -415,7 +445,7 @@ def test_the_class_picker_lists_every_scenario_and_refuses_a_shape_with_other_us
         template = json.loads(found.group(1))
         assert template["show_userclass_picker"] is True
         assert template["available_user_classes"] == [
-            "ChatUser", "CompletionUser", "MixedUser", "SoakUser", "SpikeUser", "StepLimitUser",
+            "ChatUser", "CompletionUser", "MixedUser", "SessionUser", "SoakUser", "SpikeUser", "StepLimitUser",
         ]  # fmt: skip
         assert template["available_shape_classes"] == ["Default", "SoakShape", "SpikeShape", "StepLimitShape"]
         # Start the step shape with chat users: refused as the test starts; the test stops and the UI stays up.

@@ -301,3 +301,16 @@ async def test_prompt_longer_than_the_context_fails_before_streaming(engine: Vll
     with pytest.raises(EngineRequestRejectedError, match="maximum context length"):
         engine.generate("too-long", MODEL, prompt, SamplingOptions(max_tokens=4))
     assert idle(engine.stats())
+
+
+async def test_a_prompt_sharing_a_prefix_reports_vllms_cached_tokens(engine: VllmEngine) -> None:
+    shared = "The history of the city begins with a small harbour on the river. " * 12
+    sampling = SamplingOptions(max_tokens=2, temperature=0, ignore_eos=True)
+    first = await collect(engine, "cache-1", chat(engine, shared + "What came first?"), sampling)
+    second = await collect(engine, "cache-2", chat(engine, shared + "And what came next?"), sampling)
+    found = [deltas[0].cached_tokens for deltas in (first, second)]
+    assert found[0] is not None and found[1] is not None
+    prompt = engine.tokenize(MODEL, chat(engine, shared))
+    # The second found whole blocks of the shared part, up to (not beyond) it, in vLLM's own count.
+    assert found[1] > found[0] and found[1] <= len(prompt.token_ids)
+    assert found[1] >= len(prompt.token_ids) // 2

@@ -22,6 +22,7 @@ LOCUST_SIDE = (
     "harness.records",
     "harness.client.request",
     "harness.load.prompts",
+    "harness.load.conversation",
     "harness.load.meters",
     "harness.target.preflight",
 )

@@ -587,3 +587,21 @@ def test_a_chunk_read_with_done_after_the_loop_slept_is_known_to_the_wake_up_lat
     ((index, sure, woke),) = record.chunk_early_ns
     assert index == 1 and sure is not None and sure >= 35_000_000 and woke is not None
     assert bounds.early_ms(sure, woke, wake_ns / 1e6) < 5.0
+
+
+async def test_a_requests_own_headers_go_with_the_clients_and_its_text_is_kept_when_asked() -> None:
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append((request.headers.get("x-session-id"), request.headers.get("Authorization")))
+        return await stream(request, GOOD)
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            text: list[str] = []
+            body = request_body(cfg, None, "hi", 3)
+            record = await client.send(body, Record(index=0), headers={"x-session-id": "run-7"}, text=text)
+            await client.send(body, Record(index=1))
+    assert record.error_kind is None and text == ["Hello", " wor", "ld"]
+    assert seen == [("run-7", "Bearer secret"), (None, "Bearer secret")]  # the next request goes without it

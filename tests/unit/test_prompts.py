@@ -13,6 +13,7 @@ from harness.load.prompts import (
     Calibration,
     LengthDistribution,
     PromptItem,
+    SharedPrefix,
     calibration_prompts,
     fit_calibration,
     load_jsonl,
@@ -138,3 +139,40 @@ def test_sharegpt_takes_the_first_user_turn_and_the_reply_length(tmp_path: Path)
 
 def test_a_length_built_from_an_int_prints_as_one() -> None:
     assert str(LengthDistribution("fixed", 256)) == "256"  # as bench's default is written
+
+
+def test_times_may_be_zero_and_are_drawn_unrounded() -> None:
+    rng = random.Random(2)
+    assert LengthDistribution.parse("0", zero=True).draw(rng) == 0.0
+    uniform = LengthDistribution.parse("uniform:0,0.5", zero=True)
+    draws = [uniform.draw(rng) for _ in range(200)]
+    assert all(0.0 <= d <= 0.5 for d in draws) and len({round(d, 6) for d in draws}) > 100
+    assert min(LengthDistribution.parse("normal:0.1,1", zero=True).draw(rng) for _ in range(200)) == 0.0
+    for bad in ("0", "uniform:0,2", "-1"):
+        with pytest.raises(ValueError, match="length distribution"):
+            LengthDistribution.parse(bad)
+    with pytest.raises(ValueError, match="length distribution"):
+        LengthDistribution.parse("-1", zero=True)
+
+
+def test_synthetic_prompts_share_their_groups_prefix_and_keep_their_length() -> None:
+    calibration = Calibration(overhead_tokens=0.0, tokens_per_word=1.0, measured=True)
+    prefix = SharedPrefix(tokens=90, groups=3)
+    items = synthetic(9, LengthDistribution("fixed", 100), LengthDistribution("fixed", 4), seed=5,
+                      calibration=calibration, prefix=prefix)  # fmt: skip
+    texts = [i.messages[0]["content"].split() for i in items if i.messages]
+    assert [i.prefix_group for i in items] == [0, 1, 2] * 3
+    assert all(len(t) == 100 for t in texts)
+    heads = prefix.texts(calibration, seed=5)
+    for item, words in zip(items, texts, strict=True):
+        assert item.prefix_group is not None and words[:90] == heads[item.prefix_group].split()
+    assert len({tuple(t[90:]) for t in texts}) == 9  # every prompt's own end
+    assert len(set(heads)) == 3 and heads == prefix.texts(calibration, seed=5)
+    short = synthetic(2, LengthDistribution("fixed", 20), LengthDistribution("fixed", 4), seed=5,
+                      calibration=calibration, prefix=prefix)  # fmt: skip
+    assert [len(i.messages[0]["content"].split()) for i in short if i.messages] == [91, 91]  # one word of its own
+    plain = synthetic(3, LengthDistribution("fixed", 100), LengthDistribution("fixed", 4), seed=5,
+                      calibration=calibration)  # fmt: skip
+    assert all(i.prefix_group is None for i in plain)
+    with pytest.raises(ValueError, match="at least 1 token"):
+        SharedPrefix(tokens=0)

@@ -26,6 +26,7 @@ from harness.report.build import build as build_report
 from harness.report.markdown import markdown
 from harness.target.endpoint import Target
 from tests.unit.built_runs import MS, ORIGIN_NS, conformance_result, sweep_run, write_dir
+from tests.unit.test_traffic import session
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -315,3 +316,25 @@ def test_the_command(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert f"report: {run_dir / 'report.html'}" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(run_dir), "--labels", "a,b"]) == 2
+
+
+def test_the_real_traffic_sections_appear_only_for_such_runs(run_dir: Path, tmp_path: Path) -> None:
+    plain = build_report([run_dir], limit=30)
+    plain_page, plain_note = plain.html.read_text(), plain.markdown.read_text()
+    for heading in ("TTFT by turn", "Prefix cache and context length", "Sessions", "Trace replay"):
+        assert f"<h2>{heading}</h2>" not in plain_page and f"### {heading}" not in plain_note
+    base = sweep_run()
+    records = [*session(0, 0.0), *session(1, 20.0)]
+    config = {**base.run.config, "workload": {"kind": "sessions"}}
+    talk = write_dir(tmp_path / "talk", dataclasses.replace(base, run=dataclasses.replace(base.run, config=config),
+                                                            steps=base.steps[:1], requests=records))  # fmt: skip
+    written = build_report([talk])
+    page, note = written.html.read_text(), written.markdown.read_text()
+    for heading in ("TTFT by turn", "Prefix cache and context length", "Sessions"):
+        assert f"<h2>{heading}</h2>" in page and f"### {heading}" in note
+    assert "Trace replay" not in page
+    rows = md_rows(note)
+    assert rows["1"][:5] == ["2/2", "20.0", "20.0", "20.0", "300"]  # turn 1: TTFT p50/p90/p99, prompt tokens
+    assert rows["256–511"] == ["2", "20.0", "20.0", "20.0"]
+    assert rows["stopped by a failed turn"][0] == "0" and rows["complete"][0] == "2"
+    assert "Cache hits: 34.9% of the prompt tokens (768 of 2,200)" in note

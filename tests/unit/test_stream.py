@@ -127,3 +127,22 @@ def test_a_broken_json_answer_is_an_output_error() -> None:
     state.finish(parser.close(), 30)
     assert record.error_kind is None and record.output_error is not None
     assert record.output_error.startswith("the content is not JSON")
+
+
+def test_the_answer_text_is_kept_when_asked_and_the_cached_tokens_come_from_usage() -> None:
+    record = Record()
+    text: list[str] = []
+    state = StreamState(record, origin=0, validate=None, chat=True, text=text)
+    usage = {"prompt_tokens": 40, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 32}}
+    events = chat_chunk({"role": "assistant", "content": ""}) + chat_chunk({"content": "Blue"})
+    events += chat_chunk({"reasoning_content": "hmm"}) + chat_chunk({"content": " sky."}, "stop", usage)  # type: ignore[arg-type]
+    state.events(SSEParser().feed(events + b"data: [DONE]\n\n"), 10)
+    state.finish(False, 20)
+    assert text == ["Blue", " sky."]  # the answer's text, not its reasoning
+    assert (record.prompt_tokens, record.cached_tokens) == (40, 32)
+    plain = Record()
+    done = StreamState(plain, origin=0, validate=None, chat=False)
+    done.events(SSEParser().feed(completion_chunk("x", "stop", {"prompt_tokens": 1, "completion_tokens": 1})), 5)
+    done.events(SSEParser().feed(b"data: [DONE]\n\n"), 6)
+    done.finish(False, 7)
+    assert plain.cached_tokens is None and done.content == []  # nothing kept when nobody asked

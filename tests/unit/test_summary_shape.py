@@ -61,6 +61,12 @@ CASES: list[tuple[type, dict[str, Any]]] = [
     (shape.Conformance, at("conformance")),
     (shape.Failure, at("conformance", "failures", "[]")),
     (shape.Slo, at("slo")),
+    (shape.Traffic, at("traffic")),
+    (shape.TrafficTurn, at("traffic", "turns", "[]")),
+    (shape.TrafficContext, at("traffic", "context", "[]")),
+    (shape.TrafficCache, at("traffic", "cache")),
+    (shape.TrafficSessions, at("traffic", "sessions")),
+    (shape.TrafficReplay, at("traffic", "replay")),
 ]
 
 

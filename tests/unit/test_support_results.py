@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.support.results import HEADER, command, update_section
+import pytest
+
+from benchmarks.support.results import HEADER, command, publish, update_section
 
 BEFORE = """# Benchmark results
 
@@ -51,3 +53,19 @@ def test_the_command_a_result_records() -> None:
         "python -m benchmarks.soak --quick --json '/tmp/a b.json'"
     )
     assert command("benchmarks.soak", []) == "python -m benchmarks.soak"
+
+
+def test_a_published_result_is_printed_and_with_update_becomes_its_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "RESULTS.md"
+    path.write_text(BEFORE)
+    monkeypatch.setattr("sys.argv", ["x", "--rounds", "2"])
+    publish("## Server capacity", "benchmarks.x", "2026-01-01 00:00 UTC", "a machine", "| a |", update=False, path=path)
+    assert capsys.readouterr().out == "\n| a |\n" and path.read_text() == BEFORE
+    publish("## Server capacity", "benchmarks.x", "2026-01-01 00:00 UTC", "a machine", "| a |", update=True,
+            setup="Both servers alike.", path=path)  # fmt: skip
+    assert path.read_text().endswith(
+        "## Server capacity\n\nDate: 2026-01-01 00:00 UTC. Machine: a machine. Command: "
+        "`python -m benchmarks.x --rounds 2`. Both servers alike.\n\n| a |\n"
+    )

@@ -60,3 +60,9 @@ def test_a_reasoning_parser_given_as_an_engine_arg_reaches_both_the_wrapper_and_
         assert options.engine_args == {"swap_space": 1}
         assert engine_kwargs(options, "/m", on_cpu=True)["reasoning_parser"] == "qwen3"
     assert "reasoning_parser" not in engine_kwargs(VllmOptions(), "/m", on_cpu=True)
+
+
+def test_prefix_caching_is_on_unless_an_engine_arg_turns_it_off() -> None:
+    assert engine_kwargs(VllmOptions(), "/m", on_cpu=True)["enable_prefix_caching"] is True
+    off = VllmOptions.from_mapping({"engine_args": {"enable_prefix_caching": False}})
+    assert engine_kwargs(off, "/m", on_cpu=True)["enable_prefix_caching"] is False

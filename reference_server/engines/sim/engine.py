@@ -22,6 +22,7 @@ from reference_server.engines.sim import output, text
 from reference_server.engines.sim.batch import BatchModel
 from reference_server.engines.sim.catalog import SimModel, lookup
 from reference_server.engines.sim.conversation import template_messages
+from reference_server.engines.sim.prefix_cache import PrefixCache
 from reference_server.engines.sim.tokenizer import SimTokenizer
 from schemas import ChatTemplateError, render_chat
 
@@ -42,6 +43,8 @@ class SimEngine:
         )
         self._options = options
         self._batch = BatchModel(options)
+        blocks = options.prefix_cache_blocks
+        self.prefix_cache = PrefixCache(options.block_size, blocks) if blocks else None
         self._aborted: set[str] = set()
         self._active: set[str] = set()
         self._finished_total = 0
@@ -100,7 +103,9 @@ class SimEngine:
         try:
             await batch.enter()
             entered = True
-            due = loop.time() + batch.first_token_delay_s(len(prompt.token_ids))
+            # Looked up as the request is scheduled, as vLLM does: what was cached by then is not prefilled again.
+            cached = self.prefix_cache.admit(prompt.token_ids) if self.prefix_cache is not None else None
+            due = loop.time() + batch.first_token_delay_s(len(prompt.token_ids) - (cached or 0))
             count = len(pieces) if rich is None else len(rich)
             last = count - 1
             for i in range(count):
@@ -112,7 +117,10 @@ class SimEngine:
                     await asyncio.sleep(0)  # every token already due: still let other streams in now and then
                 if request_id in self._aborted:
                     return
-                yield Delta(pieces[i], 1, finish if i == last else None) if rich is None else rich[i]
+                delta = Delta(pieces[i], 1, finish if i == last else None) if rich is None else rich[i]
+                if i == 0:
+                    delta.cached_tokens = cached
+                yield delta
                 due = max(due, loop.time()) + batch.inter_token_delay_s()
             completed = True
         finally:
@@ -131,9 +139,12 @@ class SimEngine:
             self._aborted.add(request_id)
 
     def stats(self) -> EngineStats:
+        cache = self.prefix_cache
+        extra = {} if cache is None else {"prefix_cache_blocks": float(len(cache))}
         return EngineStats(
             running=self._batch.running,
             waiting=self._batch.waiting,
             finished_total=self._finished_total,
             aborted_total=self._aborted_total,
+            extra=extra,
         )
