@@ -171,6 +171,29 @@ class Table(TypedDict):
     service: NotRequired[Service]
 
 
+class Trend(TypedDict):
+    tau: float
+    p: float
+    rise: float
+    level: float
+
+
+class Saturation(TypedDict):
+    saturated: bool | None
+    stopped: bool
+    stopped_at_s: float | None
+    window_s: float
+    in_flight: Trend | None
+    ttft_ms: Trend | None
+
+
+class SteadyState(TypedDict):
+    method: Literal["fixed", "mser5"]
+    start_ns: int
+    warmup_s: float
+    warmup_requests: int
+
+
 class StepSummary(Table):
     step: int
     label: str
@@ -184,6 +207,9 @@ class StepSummary(Table):
     warmup_requests: int
     warmup_responses_429: NotRequired[int]
     warmup_errors: NotRequired[int]
+    repeat: NotRequired[int | None]
+    saturation: NotRequired[Saturation]
+    steady_state: NotRequired[SteadyState]
 
 
 class Knee(TypedDict):
@@ -268,6 +294,83 @@ class Slo(TypedDict, total=False):
     e2e_ms: float
 
 
+class CapacitySlo(TypedDict):
+    percentiles: dict[str, float]
+    per_request: Slo | None
+    goodput: float
+
+
+class Check(TypedDict):
+    value: float | None
+    limit: float
+    low: float | None
+    high: float | None
+    met: bool
+    certain: bool
+
+
+class Trial(TypedDict):
+    trial: int
+    step: int
+    label: str
+    load: float
+    verdict: ValidityVerdict
+    used: bool
+    met: bool | None
+    certain: bool
+    saturated: bool
+    in_flight: float | None
+    requests: int
+    achieved_rate: float | None
+    objectives: dict[str, Check]
+    reasons: list[str]
+
+
+class Bracket(TypedDict):
+    met: float | None
+    failed: float | None
+
+
+class Interval(TypedDict):
+    low: float | None
+    high: float | None
+
+
+class Capacity(TypedDict):
+    mode: Literal["rate", "concurrency"]
+    unit: str
+    slo: CapacitySlo
+    precision: float
+    max_trials: int
+    trial_requests: int | None
+    status: Literal["found", "budget", "none_met", "all_met", "invalid"]
+    answer: float | None
+    bracket: Bracket
+    interval: Interval
+    message: str
+    trials: list[Trial]
+
+
+class Spread(TypedDict):
+    values: list[float]
+    mean: float
+    sd: float | None
+    low: float | None
+    high: float | None
+
+
+class RepeatedStep(TypedDict):
+    label: str
+    runs: int
+    metrics: dict[str, Spread]
+
+
+class Repeats(TypedDict):
+    runs: int
+    confidence: float
+    steps: list[RepeatedStep]
+
+
 class Figures(TypedDict):
     """What the records give, before the verdict: `harness.analysis.summary.summarize`."""
 
@@ -283,6 +386,8 @@ class Figures(TypedDict):
     knee: NotRequired[Knee | None]
     limit: NotRequired[Limit | None]
     timing_error_ms: NotRequired[TimingError | None]
+    capacity: NotRequired[Capacity | None]
+    repeats: NotRequired[Repeats | None]
 
 
 class Summary(Figures):

@@ -61,6 +61,18 @@ CASES: list[tuple[type, dict[str, Any]]] = [
     (shape.Conformance, at("conformance")),
     (shape.Failure, at("conformance", "failures", "[]")),
     (shape.Slo, at("slo")),
+    (shape.Saturation, at("steps", "[]", "saturation")),
+    (shape.Trend, resolve(DEFINITIONS["trend"])),
+    (shape.SteadyState, at("steps", "[]", "steady_state")),
+    (shape.Capacity, at("capacity")),
+    (shape.CapacitySlo, at("capacity", "slo")),
+    (shape.Bracket, at("capacity", "bracket")),
+    (shape.Interval, at("capacity", "interval")),
+    (shape.Trial, resolve(DEFINITIONS["trial"])),
+    (shape.Check, resolve(DEFINITIONS["check"])),
+    (shape.Repeats, at("repeats")),
+    (shape.RepeatedStep, at("repeats", "steps", "[]")),
+    (shape.Spread, resolve(DEFINITIONS["spread"])),
 ]
 
 
