@@ -199,11 +199,11 @@ def judge(trial: int, step: StepSummary, values: Mapping[str, Floats], objective
         return dataclasses.replace(judged, reasons=("INVALID: not used", *reasons))
     failed = [c for c in checks if not c.met]
     if saturated:
-        reasons = ("SATURATED: the queue kept growing", *(c.detail for c in failed))
+        reasons = ("SATURATED: the queue kept growing", *dict.fromkeys(c.detail for c in failed))
         return dataclasses.replace(judged, met=False, certain=True, reasons=reasons)
     met = not failed
     certain = all(c.certain for c in checks) if met else any(c.certain for c in failed)
-    return dataclasses.replace(judged, met=met, certain=certain, reasons=tuple(c.detail for c in failed))
+    return dataclasses.replace(judged, met=met, certain=certain, reasons=tuple(dict.fromkeys(c.detail for c in failed)))
 
 
 def bracket(trials: Sequence[Trial]) -> tuple[Trial | None, Trial | None]:

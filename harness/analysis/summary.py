@@ -23,6 +23,7 @@ import schemas
 from harness.analysis import bounds, capacity, repeats, saturation, service, steady, validity
 from harness.analysis.accuracy import timing_errors
 from harness.analysis.frame import rejections, request_frame
+from harness.analysis.objectives import Objectives
 from harness.analysis.shape import Capacity, Conformance, Failure, Figures, Repeats, StepSummary, Summary
 from harness.analysis.slo import Slo
 from harness.analysis.stats import round6 as _round
@@ -44,6 +45,9 @@ def build_summary(
     """
     if slo is None and rd.previous and rd.previous.get("slo"):
         slo = Slo(**rd.previous["slo"])
+    search = rd.run.run.config.get("capacity")
+    if slo is None and isinstance(search, dict):  # a search's goodput is judged with its own per-request SLOs
+        slo = Objectives.from_dict(search.get("slo") or {}).per_request
     summary = summarize(
         rd.run, slo, concurrency_limit=limit if limit is not None else concurrency_limit(rd), truth=rd.truth
     )
