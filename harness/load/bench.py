@@ -182,7 +182,8 @@ def run_config(config: BenchConfig, calibration: Calibration, target: Target) ->
     prompts = config.prompts
     search = config.search
     return {
-        "steps": [p.label for p in config.plans] if search is None else [f"capacity search ({search.mode})"],
+        # A repeated plan's steps once (`repeat` says how often): runs repeated more or fewer times stay comparable.
+        "steps": [p.label for p in config.plans if not p.repeat] if search is None else [f"search ({search.mode})"],
         "duration_s": first.duration_s,
         "requests": first.requests,
         "warmup_s": first.warmup_s,

@@ -131,7 +131,7 @@ class Runner:
         self._cpu.take()
         self._wake_ns()
         if self.options.trial_stops:  # a search's trial that fails ends itself, not the search
-            self._stop_rule = StopRule(self._stop_rule.max_error_rate)
+            self._stop_rule = self._stop_rule.renewed()
         self._step_halt = asyncio.Event()
         if self._halt.is_set():
             self._step_halt.set()
@@ -140,8 +140,10 @@ class Runner:
             await self._fire(plan, scheduled_ns, warm, release, user)
 
         watching = self._watched(plan)
-        try:
-            clock: StepClock = await run_step(plan, fire, self._step_halt)
+        try:  # the watch ends with the step's sending: a queue draining after it is no queue growing
+            clock: StepClock = await run_step(
+                plan, fire, self._step_halt, None if watching is None else watching.cancel
+            )
         finally:
             if watching is not None:
                 watching.cancel()
@@ -155,9 +157,10 @@ class Runner:
         gc.freeze()
 
     def _watched(self, plan: StepPlan) -> asyncio.Task[None] | None:
-        """The step's live saturation watch, when asked for, running until the step ends."""
+        """The step's live saturation watch, when asked for, running until the step stops sending (an open loop's:
+        a closed loop's users hold their in-flight count constant, which no queue can make grow)."""
         self._watch = None
-        if not self.options.stop_when_saturated:
+        if not self.options.stop_when_saturated or plan.mode == "concurrency":
             return None
         started = time.perf_counter_ns() - self.run.origin_ns
         measured = started + round((plan.warmup_s + plan.send_ahead_s) * 1e9)
