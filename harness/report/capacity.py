@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.analysis.capacity import UNITS, Trial
-from harness.analysis.shape import Capacity, StepSummary, Summary
+from harness.analysis.shape import Capacity, Summary
 from harness.load.search import SearchConfig
+from harness.report.marks import saturation_mark
 from harness.report.tables import Table, ms, num, pct
 
 _OUTCOME = {True: "met", False: "failed", None: "not used"}
@@ -81,18 +82,18 @@ def trials_table(summary: Summary) -> Table | None:
     return Table(headers, rows, [False, True, True, True, True, *(True for _ in names), False, False])
 
 
+TRIALS_NOTE = (
+    "Each trial is a step of the run, judged from its summary: each objective's figure against its limit (ms; goodput "
+    "a share). Not used: INVALID (the client may have moved its numbers), run again at the same load. A SATURATED "
+    "trial fails whatever its percentiles say. Not certain: a one-sided 95% confidence bound of some objective lies "
+    "on the other side of its limit. The interval widens the bracket to the trials whose verdicts were certain."
+)
+
+
 def capacity_lines(summary: Summary) -> list[str]:
     """The search's answer for the terminal, after the step table."""
     found = summary.get("capacity")
     return [] if not found else ["", f"capacity: {answer(found)}"]
-
-
-def saturation_mark(step: StepSummary) -> str:
-    """SATURATED when the step's queue kept growing, and whether its sending was stopped for it ("" otherwise)."""
-    found = step.get("saturation")
-    if not found or not found["saturated"]:
-        return ""
-    return f"SATURATED (stopped at {found['stopped_at_s']:.1f} s)" if found["stopped"] else "SATURATED"
 
 
 def windows_table(summary: Summary) -> Table | None:
