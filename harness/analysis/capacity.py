@@ -239,20 +239,26 @@ def _interval(trials: Sequence[Trial], low: Trial | None, high: Trial | None) ->
     return {"low": max(sure_met, default=0.0), "high": min(sure_failed, default=None)}
 
 
+def amount(load: float, mode: Mode) -> str:
+    """A load with its unit: `12.5 req/s`, `8 users`, `1 user`."""
+    return f"{load:g} {'user' if mode == 'concurrency' and load == 1 else UNITS[mode]}"
+
+
 def message(found: Status, low: Trial | None, high: Trial | None, mode: Mode, trials: Sequence[Trial]) -> str:
     """The answer in one sentence."""
-    unit = UNITS[mode]
     if found in ("found", "budget") and low is not None and high is not None:
         why = "" if found == "found" else "; the trial budget ran out first: the best bracket so far"
-        return f"capacity {low.load:g} {unit}: {low.load:g} met the objectives, {high.load:g} did not{why}"
+        return f"capacity {amount(low.load, mode)}: {low.load:g} met the objectives, {high.load:g} did not{why}"
     if found == "none_met":
         lowest = min((t for t in trials if t.met is False), key=lambda t: t.load)
         idle = lowest.in_flight is not None and lowest.in_flight <= IDLE_IN_FLIGHT
         why = (f" with {lowest.in_flight:.2f} requests in flight on average — each had the target nearly to itself, so "
                "no load meets them" if idle and lowest.in_flight is not None else "")  # fmt: skip
-        return f"no load meets the objectives: even {lowest.load:g} {unit} failed{why} ({'; '.join(lowest.reasons)})"
+        reasons = "; ".join(lowest.reasons)
+        return f"no load meets the objectives: even {amount(lowest.load, mode)} failed{why} ({reasons})"
     if found == "all_met" and low is not None:
-        return f"capacity at least {low.load:g} {unit}: every load tried met the objectives (the trial budget ran out)"
+        at_least = amount(low.load, mode)
+        return f"capacity at least {at_least}: every load tried met the objectives (the trial budget ran out)"
     return "no answer: the search stopped on a trial the client could not measure within its error bounds (INVALID)"
 
 

@@ -191,9 +191,9 @@ def times(records: Sequence[Record]) -> tuple[Floats, Floats, Floats]:
 
 
 def window_start(measure_start_ns: float, started_ns: float, sent_ns: Floats, end_ns: Floats) -> float:
-    """Where the test's window opens: one median E2E (of the requests ended by then) after the step's start — an
-    open loop's in-flight count takes about one service time to rise to its level — and not before the
-    measurement starts; infinity while no request has ended."""
+    """Where the test's window opens: one median E2E (of the requests ended by then; `end_ns` NaN for the others)
+    after the step's start — an open loop's in-flight count takes about one service time to rise to its level — and
+    not before the measurement starts; infinity while no request has ended."""
     ended = np.isfinite(end_ns) & np.isfinite(sent_ns)
     if not ended.any():
         return math.inf
@@ -204,7 +204,9 @@ def of_step(step: StepInfo, records: Sequence[Record]) -> Finding:
     """The test over a whole step, from its records (every one of the step's requests, warm-up included)."""
     sent, first, end = times(records)
     stop = float(max(step.dispatch_end_ns, step.measure_start_ns))
-    start = window_start(float(step.measure_start_ns), float(step.started_ns), sent, end)
+    # As the live test saw it: the window opens by the E2E of the requests ended when sending stopped.
+    ended = np.where(end <= stop, end, np.nan)
+    start = window_start(float(step.measure_start_ns), float(step.started_ns), sent, ended)
     if not math.isfinite(start):
         return Finding(None, 0.0)
     return detect(sent, first, end, start, stop)
