@@ -96,3 +96,24 @@ def test_a_repeated_plan_reports_each_figure_across_its_runs(tmp_path: Path, mon
     assert summary["config"]["repeat"] == 2 and summary["config"]["warmup"] == "auto"
     first, second = read_run(path).steps
     assert second.started_ns - first.ended_ns >= 0.5e9
+
+
+def test_harness_run_searches_instead_of_sweeping_and_gates_the_capacity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANYSCALE_BASE_URL", raising=False)
+    monkeypatch.delenv("ANYSCALE_API_KEY", raising=False)
+    thresholds = tmp_path / "gate.toml"
+    thresholds.write_text("version = 1\n[absolute]\nmax_rate_min = 4\n")
+    code = main(["run", "--engine", "sim", "--find-max-rate", "--slo", "ttft_p90_ms=2000", "--rate", "4",
+                 "--max-trials", "2", "--no-conformance", "--thresholds", str(thresholds), "--output-dir",
+                 str(tmp_path), "--run-id", "run", "--no-progress", *LOOSE])  # fmt: skip
+    directory = tmp_path / "run"
+    summary = orjson.loads((directory / "summary.json").read_bytes())
+    found = summary["capacity"]
+    assert [t["load"] for t in found["trials"]] == [4.0, 8.0]
+    assert found["status"] == "all_met" and found["answer"] == 8.0
+    assert all(s["mode"] == "rate" for s in summary["steps"])
+    assert "<h2>Capacity</h2>" in (directory / "report.html").read_text()
+    assert "`max_rate_min` | 8 | ≥ 4 | ✅" in (directory / "gate.md").read_text()
+    assert code == 0

@@ -7,60 +7,31 @@ import asyncio
 import time
 from pathlib import Path
 
-from aiohttp import web
-
-from harness.client.request import ApiKey, ClientConfig
-from harness.client.session import Client
 from harness.load.plan import StepPlan
-from harness.load.progress import Progress
-from harness.load.prompts import PromptItem, prepare
-from harness.load.runner import Runner, StepOptions
+from harness.load.runner import StepOptions
 from harness.load.stop_rule import StopRule
 from harness.load.watch import SaturationWatch
-from harness.records.record import Record, RecordWriter, RunInfo, read_run
+from harness.records.record import Record, read_run
 
-from .test_client import GOOD, MODEL, serve, stream
+from .test_runner import answered, refused, run
 
 MS = 1_000_000
 
 
-async def refused(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"error": {"message": "no", "type": "server_error", "param": None, "code": None}},
-                             status=500)  # fmt: skip
-
-
-async def answered(request: web.Request) -> web.StreamResponse:
-    return await stream(request, GOOD)
-
-
-async def run(tmp_path: Path, handler: object, plans: list[StepPlan], options: StepOptions) -> Runner:
-    async for base_url in serve(handler):  # type: ignore[arg-type]
-        config = ClientConfig(base_url=base_url, model=MODEL)
-        items = [PromptItem(prompt=f"prompt {i}", max_tokens=3) for i in range(3)]
-        info = RunInfo.start("r", target={}, config={})
-        async with Client(config, [ApiKey("key-1", "k")], connections=8, origin_ns=info.origin_ns) as client:
-            with RecordWriter(tmp_path / "records.jsonl", info) as writer:
-                runner = Runner(client, info, prepare(config, items, None, False), writer, Progress(False),
-                                stop_rule=StopRule(window=10, minimum=5), options=options)  # fmt: skip
-                await runner.execute(plans)
-        return runner
-    raise AssertionError("unreachable")
-
-
 async def test_a_failing_trial_ends_itself_and_the_next_one_still_runs(tmp_path: Path) -> None:
     plans = [StepPlan(i, "concurrency", concurrency=1, requests=50) for i in range(2)]
-    await run(tmp_path, refused, plans, StepOptions(trial_stops=True))
+    await run(tmp_path, refused, plans, StopRule(window=10, minimum=5), StepOptions(trial_stops=True))
     kept = read_run(tmp_path / "records.jsonl")
     assert [s.step for s in kept.steps] == [0, 1]
     assert all(s.stopped_early is not None and s.stopped_early.startswith("5 of the last 5") for s in kept.steps)
     assert [sum(r.step == s for r in kept.requests) for s in (0, 1)] == [5, 5]
-    await run(tmp_path, refused, plans, StepOptions())  # outside a search the run stops with it
+    await run(tmp_path, refused, plans, StopRule(window=10, minimum=5))  # outside a search the run stops with it
     assert [s.step for s in read_run(tmp_path / "records.jsonl").steps] == [0]
 
 
 async def test_the_cool_down_comes_between_steps_not_before_the_first(tmp_path: Path) -> None:
     plans = [StepPlan(i, "concurrency", concurrency=1, requests=2) for i in range(2)]
-    await run(tmp_path, answered, plans, StepOptions(cooldown_s=0.3))
+    await run(tmp_path, answered, plans, options=StepOptions(cooldown_s=0.3))
     first, second = read_run(tmp_path / "records.jsonl").steps
     assert first.started_ns < 0.3e9  # no cool-down before the first
     assert second.started_ns - first.ended_ns >= 0.3e9
