@@ -33,13 +33,7 @@ def warmup(text: str) -> float | Literal["auto"]:
     """`--warmup`: seconds, or `auto` (measure from the steady state MSER-5 finds)."""
     if text.strip().lower() == AUTO:
         return AUTO
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seconds or 'auto', not {text!r}") from None
-    if not value >= 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"the warm-up cannot be negative: {text}")
-    return value
+    return _seconds(text, "or 'auto'")
 
 
 def share(text: str) -> float:
@@ -60,11 +54,11 @@ def _count(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, alternative: str = "") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seconds, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"seconds{' ' + alternative if alternative else ''}, not {text!r}") from None
     if not value >= 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"seconds, 0 or more, not {text}")
     return value
