@@ -1,7 +1,7 @@
 """`python -m benchmarks.capacity_search`: the capacity search against the simulator's true capacity for three SLOs,
 the saturation test at 2× and 0.7× that capacity over seeded runs, and one search on the vLLM engine.
 
-    python -m benchmarks.capacity_search [--runs 20] [--skip-vllm] [--no-write]
+    python -m benchmarks.capacity_search [--runs 20] [--skip-vllm | --only-vllm] [--no-write]
 
 Run it under the shared heavy-work lock: it takes about half an hour (the vLLM engine loads its model too).
 """
@@ -56,11 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="seeded saturation steps at each load")
     parser.add_argument("--skip-vllm", action="store_true", help="leave the vLLM engine's search out")
+    parser.add_argument("--only-vllm", action="store_true", help="only the vLLM engine's search, printed, not written")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
     model = SimModel()
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
+        if args.only_vllm:
+            with runs.vllm(out / "vllm-server.log") as server:
+                searched = runs.search(server, out, "vllm", VLLM_SLO, 1.0, VLLM_LOAD)
+            print(f"{now_utc()} — `{command('benchmarks.capacity_search', argv)}`\n")
+            print(report.vllm_part(searched, VLLM_TOLERANCE))
+            return 0
         results = searches(model, out)
         over, under = saturation(model, out, args.runs)
         vllm = None
