@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, concurrency: bool = True, 
         type=share,
         metavar="SHARE",
         help=f"a search's goodput target: the share of requests meeting every per-request SLO (default "
-        f"{DEFAULT_GOODPUT:.0%})",
+        f"{DEFAULT_GOODPUT:.0%}%)",  # argparse formats help with %: the share's sign doubled
     )
     group.add_argument("--precision", type=share, metavar="SHARE", help="how close a search's bracket gets (5%%)")
     group.add_argument("--max-trials", type=_count, metavar="N", help="a search's trial budget (default 10)")

@@ -99,3 +99,11 @@ def test_harness_run_refuses_a_search_without_objectives_before_starting_anythin
     assert main(["run", "--engine", "sim", "--find-max-rate", "--output-dir", str(tmp_path)]) == 2
     assert "a capacity search needs objectives" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["bench", "run"])
+def test_the_help_shows_the_search_options(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert "default 95%)" in capsys.readouterr().out
