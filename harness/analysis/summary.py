@@ -21,10 +21,11 @@ import numpy as np
 import orjson
 
 import schemas
-from harness.analysis import bounds, service, validity
+from harness.analysis import bounds, capacity, repeats, saturation, service, steady, validity
 from harness.analysis.accuracy import timing_errors
 from harness.analysis.frame import rejections, request_frame
-from harness.analysis.shape import Conformance, Failure, Figures, StepSummary, Summary
+from harness.analysis.objectives import Objectives
+from harness.analysis.shape import Capacity, Conformance, Failure, Figures, Repeats, StepSummary, Summary
 from harness.analysis.slo import Slo
 from harness.analysis.stats import round6 as _round
 from harness.analysis.sweep import knee, limit_behaviour
@@ -46,12 +47,28 @@ def build_summary(
     """
     if slo is None and rd.previous and rd.previous.get("slo"):
         slo = Slo(**rd.previous["slo"])
+    search = rd.run.run.config.get("capacity")
+    if slo is None and isinstance(search, dict):  # a search's goodput is judged with its own per-request SLOs
+        slo = Objectives.from_dict(search.get("slo") or {}).per_request
     summary = summarize(
         rd.run, slo, concurrency_limit=limit if limit is not None else concurrency_limit(rd), truth=rd.truth
     )
     summary = validity.apply(summary, tolerances or _kept_tolerances(rd.previous))
     summary["conformance"] = _conformance(rd)
     summary["sources"] = [p.name for p in rd.files]
+    return across_steps(summary, rd.run)
+
+
+def across_steps(summary: Summary, run: RunFile) -> Summary:
+    """What the judged steps make together: a capacity search's answer and a repeated plan's spread, when the run
+    was either (the trials of a search are judged with their verdicts, so this comes after them)."""
+    search = run.run.config.get("capacity")
+    if isinstance(search, dict):
+        settled, _ = steady.settle(run)
+        summary["capacity"] = cast(Capacity, capacity.analyse(summary["steps"], settled, search))
+        summary["validity"] = capacity.run_validity(summary["validity"], summary["steps"])
+    if (spread := repeats.across(summary["steps"])) is not None:
+        summary["repeats"] = cast(Repeats, spread)
     return summary
 
 
@@ -67,6 +84,7 @@ def summarize(
     With the target's per-key `concurrency_limit` it says whether the limit showed as it should; with the
     server's ground truth, how far the measured timings are from it.
     """
+    run, windows = steady.settle(run)
     measured = service.measured(run.requests, run.steps)
     frame = request_frame(measured)
     loop_ms, wake_ms, lateness = np.zeros(len(measured)), np.zeros(len(measured)), np.zeros(len(measured))
@@ -82,9 +100,9 @@ def summarize(
         everything = [r for r in run.requests if r.step == step.step]
         window = window_s(step, frame.iloc[rows])
         total_window += window
-        steps.append(
-            _step(step, everything, ours, Group(frame.iloc[rows], ours, estimates, lateness[rows], window), slo)
-        )
+        group = Group(frame.iloc[rows], ours, estimates, lateness[rows], window)
+        settling = _settling(step, everything, windows[step.step])
+        steps.append(cast(StepSummary, _step(step, everything, ours, group, slo) | settling))
     estimates = bounds.Estimates(loop_ms, wake_ms)
     overall = step_table(Group(frame, measured, estimates, lateness, total_window, None), slo)
     overall["throughput_bounds"] = _summed_bounds(steps, total_window)
@@ -131,6 +149,19 @@ def _step(
     }
     extra = {"load": load_figures([step]), "offered": figures, "service": service.service(step, everything, ours)}
     return cast(StepSummary, header | step_table(group, slo) | extra)
+
+
+def _settling(step: StepInfo, everything: Sequence[Record], window: steady.Window) -> dict[str, Any]:
+    """Where the step's measurement started, whether its queue kept growing, and which repeat it belongs to."""
+    finding = saturation.of_step(step, everything)
+    stopped = step.saturated_ns is not None
+    found = finding.as_dict() | {
+        "saturated": True if stopped else finding.saturated,  # the live test found it on the step's first part
+        "stopped": stopped,
+        "stopped_at_s": _round((step.saturated_ns - step.started_ns) / 1e9) if step.saturated_ns is not None else None,
+    }
+    extra: dict[str, Any] = {"saturation": found, "steady_state": window.as_dict()}
+    return extra | ({"repeat": step.repeat} if step.repeat is not None else {})
 
 
 def _summed_bounds(steps: Sequence[Mapping[str, Any]], window_s: float) -> dict[str, float] | None:

@@ -16,19 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.analysis import validity
-from harness.analysis.slo import Slo
 from harness.analysis.summary import build_summary, write_summary
-from harness.commands import traffic
+from harness.commands import capacity_options, traffic
 from harness.commands.options import floats, header, ints, ramp
 from harness.environment import Environment
 from harness.load.bench import BenchConfig, Prompts, PromptSource, execute, stopped_early
-from harness.load.plan import ARRIVALS, StepPlan, sweep
+from harness.load.plan import ARRIVALS, StepPlan, repeated, sweep
 from harness.load.progress import Progress
 from harness.load.prompts import LengthDistribution
 from harness.load.runner import CalibrationFailed
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, max_error_rate
 from harness.records import rundir
 from harness.records.outputs import OutputSpec
+from harness.report.capacity import capacity_lines, search_line, trial_printer
 from harness.report.console import format_table
 from harness.target.endpoint import Target
 from harness.target.launch import launch_reference_server
@@ -77,7 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--max-concurrency", type=int, help="cap on requests in flight in open loop")
     load.add_argument("--duration", type=float, help="seconds per step after warm-up (default 20)")
     load.add_argument("--requests", type=int, help="measured requests per step (instead of --duration)")
-    load.add_argument("--warmup", type=float, help="warm-up seconds per step, not measured (default 1; a trace 0)")
+    load.add_argument(
+        "--warmup",
+        type=capacity_options.warmup,
+        help="warm-up seconds per step, not measured (default 1; a trace 0); auto: measure from the steady state "
+        "MSER-5 finds",
+    )
     load.add_argument("--warmup-requests", type=int, default=0, help="warm-up requests per step, not measured")
     load.add_argument("--seed", type=int, default=0)
     load.add_argument(
@@ -112,7 +117,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     behaviour.add_argument(
         "--tool-choice", metavar="auto|required|none|NAME", help="with --tools (default: the server's, auto)"
     )
-    behaviour.add_argument("--slo", type=Slo.parse, help="e.g. ttft_ms=500,itl_ms=100,e2e_ms=20000")
+    behaviour.add_argument(
+        "--slo",
+        type=capacity_options.slo,
+        help="per-request SLOs for goodput, e.g. ttft_ms=500,itl_ms=100,e2e_ms=20000; with a search, percentile "
+        "objectives too, e.g. ttft_p99_ms=2000,itl_p99_ms=200",
+    )
     behaviour.add_argument(
         "--stop-error-rate",
         type=max_error_rate,
@@ -176,13 +186,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "larger of 1 ms and 1%% for latencies, 1%% for throughput and load)",
     )
     traffic.add_arguments(parser)
+    capacity_options.add_arguments(parser)
 
 
 def plans(args: argparse.Namespace, workload: traffic.Traffic | None = None) -> tuple[StepPlan, ...]:
-    """The steps the options ask for (ValueError when a step cannot be run)."""
+    """The steps the options ask for (ValueError when a step cannot be run); a search's template when searching."""
     workload = workload or traffic.Traffic()
+    searching = _search_mode(args, workload)
     duration = args.duration if args.duration is not None or args.requests is not None else 20.0
-    warmup = args.warmup if args.warmup is not None else 0.0 if workload.trace is not None else 1.0
+    auto = args.warmup == capacity_options.AUTO
+    fixed = 0.0 if workload.trace is not None else 1.0
+    warmup = 0.0 if auto else fixed if args.warmup is None else args.warmup
     template = StepPlan(
         0,
         "concurrency",
@@ -196,8 +210,31 @@ def plans(args: argparse.Namespace, workload: traffic.Traffic | None = None) -> 
         requests=args.requests,
         seed=args.seed,
         send_ahead_s=args.send_ahead_ms / 1000,
+        warmup_auto=auto,
     )
-    return traffic.plans(workload, template, _steps(args, template))
+    if searching is not None:
+        return (template,)
+    return tuple(repeated(traffic.plans(workload, template, _steps(args, template)), args.repeat))
+
+
+def _search_mode(args: argparse.Namespace, workload: traffic.Traffic) -> str | None:
+    """The search asked for, when its load options agree with it (ValueError otherwise)."""
+    found = capacity_options.mode(args)
+    if found is None:
+        return None
+    fixed = [name for name in ("sweep_concurrency", "sweep_rate", "ramp") if getattr(args, name) is not None]
+    fixed += ["concurrency"] if found == "rate" and args.concurrency is not None else []
+    fixed += ["rate"] if found == "concurrency" and args.rate is not None else []
+    if fixed:
+        option = "--" + fixed[0].replace("_", "-")
+        raise ValueError(f"--find-max-{found} chooses each trial's load itself: {option} cannot go with it")
+    if workload.trace is not None or workload.sessions is not None:
+        given = "--trace" if workload.trace is not None else "sessions (--turns)"
+        raise ValueError(f"--find-max-{found} searches over single requests: {given} cannot go with it")
+    if args.duration is not None:
+        raise ValueError("a search's trials last as many requests as their percentiles need: use --requests to "
+                         "lengthen them, not --duration")  # fmt: skip
+    return found
 
 
 def _steps(args: argparse.Namespace, template: StepPlan) -> tuple[StepPlan, ...]:
@@ -212,7 +249,7 @@ def _steps(args: argparse.Namespace, template: StepPlan) -> tuple[StepPlan, ...]
     return (replace(template, concurrency=args.concurrency or 1),)
 
 
-def config_of(args: argparse.Namespace) -> BenchConfig:
+def config_of(args: argparse.Namespace, tolerances: validity.Tolerances | None = None) -> BenchConfig:
     """The options as one frozen configuration (ValueError on options that cannot go together)."""
     output = OutputSpec.parse(args.response_format, args.tools, args.tool_choice)
     if output is not None and args.endpoint != "chat":
@@ -230,8 +267,12 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
         family=args.chat_template_family,
         prefix=workload.prefix,
     )
+    steps = plans(args, workload)
+    start = args.rate if capacity_options.mode(args) == "rate" else args.concurrency
+    search = capacity_options.search_config(args, float(start or 1), args.output_tokens.mean, steps[0].warmup_auto,
+                                            tolerances or validity.Tolerances())  # fmt: skip
     return BenchConfig(
-        plans=plans(args, workload),
+        plans=steps,
         endpoint=args.endpoint,
         profile=args.profile,
         prompts=prompts,
@@ -249,6 +290,8 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
         uvloop=args.uvloop,
         sessions=workload.sessions,
         trace=workload.trace,
+        search=search,
+        step_options=capacity_options.step_options(args),
     )
 
 
@@ -275,26 +318,33 @@ def _target(args: argparse.Namespace, env: Environment, stack: contextlib.ExitSt
 def run(args: argparse.Namespace) -> int:
     env = Environment.read()
     try:
-        config = config_of(args)
         tolerances = validity.Tolerances.parse(args.tolerance)
+        config = config_of(args, tolerances)
     except ValueError as exc:
         print(f"harness bench: {exc}", file=sys.stderr)
         return 2
     progress = args.progress and Progress.wanted(sys.stderr, env.ci)
+    if config.search is not None:
+        print(search_line(config.search), flush=True)
     with contextlib.ExitStack() as stack:
         try:
-            run_file, directory = execute(config, _target(args, env, stack), progress)
+            run_file, directory = execute(config, _target(args, env, stack), progress, trial_printer(config.search))
         except (ValueError, OSError, PreflightError, CalibrationFailed) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2
     kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None)
-    summary = build_summary(kept, args.slo, tolerances=tolerances)
+    summary = build_summary(kept, args.slo.per_request if args.slo else None, tolerances=tolerances)
     path = write_summary(directory, summary)
     print(format_table(summary))
+    for line in capacity_lines(summary):
+        print(line)
     print(f"records: {directory / 'records.jsonl'}\nsummary: {path}")
+    if summary["validity"]["verdict"] == "UNUSABLE":
+        return 2
+    found = summary.get("capacity")
+    if found is not None:  # a search: its trials may fail, and stop, as a matter of course
+        return 0 if found["status"] == "found" else 1
     reason = stopped_early(run_file)
     if reason is not None:
         print(f"stopped early: {reason}")
-    if summary["validity"]["verdict"] == "UNUSABLE":
-        return 2
     return 1 if reason is not None else 0

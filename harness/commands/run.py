@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis import validity
+from harness.analysis.summary import read_summary
+from harness.commands import capacity_options
 from harness.commands.options import users
 from harness.conformance.session import CheckConfig
 from harness.conformance.session import execute as execute_checks
@@ -39,6 +41,7 @@ from harness.load.prompts import LengthDistribution
 from harness.records import rundir, truth
 from harness.records.record import new_run_id
 from harness.report.build import build as build_report
+from harness.report.capacity import capacity_lines, search_line, trial_printer
 from harness.target import traces
 from harness.target.endpoint import Target
 from harness.target.launch import launch_reference_server, yield_cpu
@@ -91,6 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--input-tokens", type=int, help="prompt length in tokens")
     load.add_argument("--output-tokens", type=int, help="output length in tokens")
     load.add_argument("--no-conformance", dest="conformance", action="store_false", help="skip the conformance suite")
+    load.add_argument(
+        "--slo",
+        type=capacity_options.slo,
+        help="with --find-max-rate: the objectives, e.g. ttft_p99_ms=2000,itl_p99_ms=200",
+    )
+    load.add_argument("--rate", type=float, help="with --find-max-rate: the first trial's rate (default 1 req/s)")
+    capacity_options.add_arguments(parser, concurrency=False, repeat=False)
     out = parser.add_argument_group("report and gate")
     out.add_argument("--thresholds", type=Path, help="gate thresholds (default: the shipped gate_default.toml)")
     out.add_argument("--baseline", type=Path, help="a baseline summary.json to compare with")
@@ -160,8 +170,25 @@ def sweep_config(args: argparse.Namespace, t: Target, defaults: Defaults, run_id
     )
 
 
+def search_config(args: argparse.Namespace, t: Target, defaults: Defaults, run_id: str, traced: bool) -> BenchConfig:
+    """A capacity search instead of the sweep: open-loop trials whose 429s count against the objectives."""
+    swept = sweep_config(args, t, defaults, run_id, traced)
+    output_tokens = defaults.output_tokens if args.output_tokens is None else args.output_tokens
+    tolerances = validity.Tolerances.parse(args.tolerance)
+    search = capacity_options.search_config(args, args.rate or 1.0, output_tokens, False, tolerances)
+    return dataclasses.replace(
+        swept,
+        plans=swept.plans[:1],
+        on_429="fail",
+        search=search,
+        step_options=capacity_options.step_options(args),
+    )
+
+
 def _sweep(config: BenchConfig, t: Target, progress: bool) -> Path:
-    run_file, directory = execute(config, t, progress)
+    if config.search is not None:
+        print(f"      {search_line(config.search)}", flush=True)
+    run_file, directory = execute(config, t, progress, trial_printer(config.search))
     print(f"      {sum(1 for r in run_file.requests if not r.warmup)} measured requests in {len(run_file.steps)} steps")
     if (reason := stopped_early(run_file)) is not None:
         print(f"      stopped early: {reason}", flush=True)
@@ -181,10 +208,14 @@ def _main_job(args: argparse.Namespace, t: Target, run_id: str, defaults: Defaul
         print(f"      conformance {_conformance(args, t, directory, run_id)}", flush=True)
     else:
         _say(2, "conformance suite skipped (--no-conformance)")
-    _say(3, f"load sweep over {','.join(map(str, args.sweep))} users (limit {args.concurrency_limit} per key)")
     progress = args.progress and Progress.wanted(sys.stderr, Environment.read().ci)
     one_key = dataclasses.replace(t, keys=t.keys[:1])  # the limit is per key: the sweep crosses it with one
-    _sweep(sweep_config(args, one_key, defaults, run_id, traced), one_key, progress)
+    if args.find_max_rate:
+        _say(3, "capacity search (rate)")
+        _sweep(search_config(args, one_key, defaults, run_id, traced), one_key, progress)
+    else:
+        _say(3, f"load sweep over {','.join(map(str, args.sweep))} users (limit {args.concurrency_limit} per key)")
+        _sweep(sweep_config(args, one_key, defaults, run_id, traced), one_key, progress)
     if traced:
         _say(4, "ground truth from the server's traces")
         print(f"      {_ground_truth(t, directory)} traces", flush=True)
@@ -196,6 +227,8 @@ def _main_job(args: argparse.Namespace, t: Target, run_id: str, defaults: Defaul
     _say(6, "gate")
     verdict = evaluate(directory / rundir.SUMMARY_FILE, args.thresholds, args.baseline)
     print(write_gate(verdict, directory / rundir.SUMMARY_FILE, None, None))
+    for line in capacity_lines(read_summary(directory / rundir.SUMMARY_FILE)):
+        print(line.strip())
     print(f"report:   {written.html}\nmarkdown: {written.markdown}\ngate:     {directory / 'gate.md'}")
     print(f"verdict:  {verdict.word} (exit {verdict.code})")
     return verdict.code
@@ -214,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     validity.Tolerances.parse(args.tolerance)  # a bad one stops the job before anything starts (ValueError: exit 2)
+    capacity_options.search_config(args, args.rate or 1.0, 1.0, False, validity.Tolerances())  # so do bad objectives
     run_id = args.run_id or new_run_id()
     directory = args.output_dir / run_id
     if args.base_url:

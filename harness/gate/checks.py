@@ -63,8 +63,25 @@ _TABLE_BOUNDS: dict[str, tuple[Figure, Kind]] = {
     "starved_users_max": (_starved, "max"),
     "wait_for_service_p99_ms_max": (_wait_p99, "max"),
 }
+
+
+def _capacity(mode: Literal["rate", "concurrency"]) -> Callable[[Summary], float | None]:
+    """A search's answer; 0 when it found no load meeting the objectives (or could not tell): a capacity the gate
+    requires is then missing, which fails rather than being skipped."""
+
+    def figure(summary: Summary) -> float | None:
+        found = summary.get("capacity")
+        if not found or found["mode"] != mode:
+            return None
+        return 0.0 if found["answer"] is None else found["answer"]
+
+    return figure
+
+
 _RUN_BOUNDS: dict[str, tuple[Callable[[Summary], float | None], Kind]] = {
-    f"timing_error_{m}_{q}_ms_max": (_timing(m, q), "max") for m in ("ttft", "itl") for q in ("p50", "p99")
+    **{f"timing_error_{m}_{q}_ms_max": (_timing(m, q), "max") for m in ("ttft", "itl") for q in ("p50", "p99")},
+    "max_rate_min": (_capacity("rate"), "min"),
+    "max_concurrency_min": (_capacity("concurrency"), "min"),
 }
 
 

@@ -1,14 +1,17 @@
 """A gate's evaluation of a run: its thresholds, and against a baseline the per-request samples of both runs,
-compared statistically (`harness.analysis.regression`). An input that cannot be judged gives an UNUSABLE verdict.
+compared statistically (`harness.analysis.regression`) — or, for capacity searches, their answers
+(`harness.analysis.capacity.compare`), and for runs both repeated, each figure across runs with its run-to-run spread
+(`harness.analysis.repeats.compare`). An input that cannot be judged gives an UNUSABLE verdict.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.analysis import regression
+from harness.analysis import capacity, regression, repeats
 from harness.analysis.frame import latency_samples
-from harness.analysis.regression import ComparisonSettings
+from harness.analysis.regression import Comparison, ComparisonSettings
+from harness.analysis.shape import Summary
 from harness.analysis.stats import Floats
 from harness.gate.checks import absolute_checks
 from harness.gate.thresholds import load_summary, load_thresholds
@@ -29,14 +32,29 @@ def evaluate(summary_path: Path, thresholds_path: Path | None, baseline_path: Pa
             problems = regression.incompatibilities(baseline, summary)
             if problems:
                 raise Unusable("the baseline is not comparable: " + "; ".join(problems))
-            verdict.comparisons = regression.compare(
-                _samples(baseline_path.parent, "baseline"),
-                _samples(summary_path.parent, "run"),
-                ComparisonSettings.from_table(thresholds.get("regression", {})),
+            settings = ComparisonSettings.from_table(thresholds.get("regression", {}))
+            verdict.comparisons = _compared(baseline, summary, settings) or regression.compare(
+                _samples(baseline_path.parent, "baseline"), _samples(summary_path.parent, "run"), settings
             )
     except (Unusable, OSError) as exc:
         verdict.unusable = str(exc)
     return verdict
+
+
+def _compared(baseline: Summary, summary: Summary, settings: ComparisonSettings) -> list[Comparison] | None:
+    """The comparisons of capacity searches (their answers), or of repeated runs (each figure across runs, with the
+    run-to-run spread); None for runs compared request by request."""
+    base, found = baseline.get("capacity"), summary.get("capacity")
+    if base or found:
+        if not base or not found:
+            raise Unusable("the baseline is not comparable: one run is a capacity search and the other is not")
+        if base["mode"] != found["mode"] or base["slo"] != found["slo"]:
+            raise Unusable("the baseline is not comparable: its search had another mode or other objectives")
+        return [capacity.compare(base, found, settings.min_effect)]
+    spread, repeated = baseline.get("repeats"), summary.get("repeats")
+    if spread and repeated and min(spread["runs"], repeated["runs"]) >= 2:
+        return repeats.compare(spread, repeated, settings)
+    return None
 
 
 def _samples(directory: Path, what: str) -> dict[str, Floats]:

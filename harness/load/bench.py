@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from harness.analysis.capacity import Trial
 from harness.client import selector
 from harness.client.request import ClientConfig, Endpoint, On429
 from harness.client.session import Client
@@ -37,7 +38,8 @@ from harness.load.prompts import (
     shuffled,
     synthetic,
 )
-from harness.load.runner import Rotation, Runner, Workload, calibrate
+from harness.load.runner import Rotation, Runner, StepOptions, Workload, calibrate
+from harness.load.search import Search, SearchConfig, judge_step
 from harness.load.sessions import Sessions
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule
 from harness.records.outputs import OutputSpec
@@ -84,6 +86,8 @@ class BenchConfig:
     uvloop: bool = False
     sessions: SessionSpec | None = None  # multi-turn sessions instead of single requests
     trace: traces.Replay | None = None  # a trace's requests at its times instead of prompts
+    search: SearchConfig | None = None  # a capacity search: its trials instead of `plans` (their template)
+    step_options: StepOptions = field(default_factory=StepOptions)
 
     @property
     def exact_lengths(self) -> bool:
@@ -107,15 +111,23 @@ class BenchConfig:
         )
 
 
-def execute(config: BenchConfig, target: Target, progress: bool = False) -> tuple[RunFile, Path]:
-    """Run the load and record it; the run's records and its directory. The event loop is the configuration's."""
-    return run_async(lambda: _execute(config, target, progress), config.uvloop)
+def execute(
+    config: BenchConfig, target: Target, progress: bool = False, on_trial: Callable[[Trial], None] | None = None
+) -> tuple[RunFile, Path]:
+    """Run the load and record it; the run's records and its directory. The event loop is the configuration's.
+
+    In a capacity search `on_trial` hears of each trial as it is judged.
+    """
+    return run_async(lambda: _execute(config, target, progress, on_trial), config.uvloop)
 
 
-async def _execute(config: BenchConfig, target: Target, progress_enabled: bool) -> tuple[RunFile, Path]:
+async def _execute(
+    config: BenchConfig, target: Target, progress_enabled: bool, on_trial: Callable[[Trial], None] | None
+) -> tuple[RunFile, Path]:
     family = config.prompts.family or family_for_model(target.model)
-    client = Client(config.client(target), target.keys, connections=connections_for(config.plans), origin_ns=0,
-                    seed=config.seed)  # fmt: skip
+    # A search's trials reach loads no plan names in advance: no cap on connections.
+    connections = 0 if config.search is not None else connections_for(config.plans)
+    client = Client(config.client(target), target.keys, connections=connections, origin_ns=0, seed=config.seed)
     async with client:
         calibration = Calibration()
         if config.prompts.calibrate and config.prompts.source != "jsonl":
@@ -129,10 +141,23 @@ async def _execute(config: BenchConfig, target: Target, progress_enabled: bool) 
         client.origin_ns = info.origin_ns
         directory = config.output_dir / info.run_id
         with RecordWriter(directory / "records.jsonl", info) as writer:
+            options = replace(config.step_options, trial_stops=config.search is not None)
             runner = Runner(client, info, (), writer, Progress(progress_enabled),
-                            stop_rule=StopRule(config.stop_error_rate), workload=workload)  # fmt: skip
-            await runner.execute(config.plans)
+                            stop_rule=StopRule(config.stop_error_rate), workload=workload, options=options)  # fmt: skip
+            search = config.search
+            await runner.execute(config.plans if search is None else _trials(search, config.plans[0], runner, on_trial))
     return RunFile(info, runner.steps, runner.records), directory
+
+
+def _trials(
+    search: SearchConfig, template: StepPlan, runner: Runner, on_trial: Callable[[Trial], None] | None
+) -> Iterator[StepPlan]:
+    """The search's trials, each judged from what the runner recorded of it once it has run."""
+
+    def judge(trial: int) -> Trial:
+        return judge_step(RunFile(runner.run, runner.steps, runner.records), runner.steps[-1], trial, search)
+
+    return Search(search, template, judge, on_trial or (lambda _: None)).plans()
 
 
 def _described(config: BenchConfig, target: Target) -> dict[str, Any]:
@@ -188,8 +213,10 @@ def run_config(config: BenchConfig, calibration: Calibration, target: Target) ->
     """The run's configuration as its records and summary keep it (`config` in `schemas/record.json`)."""
     first = config.plans[0]
     prompts = config.prompts
+    search = config.search
     return {
-        "steps": [p.label for p in config.plans],
+        # A repeated plan's steps once (`repeat` says how often): runs repeated more or fewer times stay comparable.
+        "steps": [p.label for p in config.plans if not p.repeat] if search is None else [f"search ({search.mode})"],
         "duration_s": first.duration_s,
         "requests": first.requests,
         "warmup_s": first.warmup_s,
@@ -215,6 +242,7 @@ def run_config(config: BenchConfig, calibration: Calibration, target: Target) ->
         "stop_error_rate": config.stop_error_rate,
         "preflight": dict(target.preflight) if target.preflight is not None else None,  # None: skipped
         "workload": workload(config),
+        **_step_config(config),
     }
 
 
@@ -228,6 +256,24 @@ def workload(config: BenchConfig) -> dict[str, Any]:
     if config.sessions is not None:
         return {"kind": "sessions", **config.sessions.describe(), **shared}
     return {"kind": "requests", **shared}
+
+
+def _step_config(config: BenchConfig) -> dict[str, Any]:
+    """What the run's configuration keeps of a search, of repeats and of how its steps ran (absent: none of it)."""
+    kept: dict[str, Any] = {}
+    if config.search is not None:
+        kept["capacity"] = config.search.as_dict()
+    repeats = {p.repeat for p in config.plans if p.repeat is not None}
+    if repeats:
+        kept["repeat"] = len(repeats)
+    options = config.step_options
+    if options.cooldown_s:
+        kept["cooldown_s"] = options.cooldown_s
+    if options.stop_when_saturated:
+        kept["stop_when_saturated"] = True
+    if any(p.warmup_auto for p in config.plans):
+        kept["warmup"] = "auto"
+    return kept
 
 
 def stopped_early(run_file: RunFile) -> str | None:

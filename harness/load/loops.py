@@ -47,10 +47,13 @@ class StepClock:
     ended_ns: int = 0
 
 
-async def run_step(step: StepPlan, fire: Fire, halt: asyncio.Event | None = None) -> StepClock:
+async def run_step(
+    step: StepPlan, fire: Fire, halt: asyncio.Event | None = None, sent_all: Callable[[], object] | None = None
+) -> StepClock:
     """Drive one step to its end, waiting for every request it sent.
 
-    Once `halt` is set no further request is sent; those in flight finish, and the step ends with them.
+    Once `halt` is set no further request is sent; those in flight finish, and the step ends with them. An open
+    loop calls `sent_all` (on the loop) once it has handed over its last request.
     """
     started = time.perf_counter_ns()
     clock = StepClock(started, started + round(step.warmup_s * 1e9))
@@ -58,7 +61,7 @@ async def run_step(step: StepPlan, fire: Fire, halt: asyncio.Event | None = None
     if step.mode == "concurrency":
         await _closed_loop(step, fire, clock, halt)
     else:
-        await _OpenLoop(step, fire, clock).run(halt)
+        await _OpenLoop(step, fire, clock, sent_all).run(halt)
     clock.ended_ns = time.perf_counter_ns()
     return clock
 
@@ -142,10 +145,11 @@ class _OpenLoop:
     measurement start at the first measured request's due time. Whatever delay remains between a due time and
     its send (a request not built in time, the GIL) is recorded by the client."""
 
-    def __init__(self, step: StepPlan, fire: Fire, clock: StepClock) -> None:
+    def __init__(self, step: StepPlan, fire: Fire, clock: StepClock, sent_all: Callable[[], object] | None) -> None:
         self.step = step
         self.fire = fire
         self.clock = clock
+        self.sent_all = sent_all
         self.tasks: set[asyncio.Task[object]] = set()
         self.cap = asyncio.Semaphore(step.max_concurrency) if step.max_concurrency else None
         self.paced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -172,6 +176,8 @@ class _OpenLoop:
         self.clock.dispatch_end_ns = time.perf_counter_ns()
         if not self.paced.done():
             self.paced.set_result(None)
+        if self.sent_all is not None:
+            self.sent_all()
 
     async def run(self, halt: asyncio.Event) -> None:
         pacer = Pacer(self.step, self.clock.started_ns, self.hand_over, self.finished)

@@ -59,6 +59,8 @@ class StepPlan:
     per: Per = "request"  # what an arrival starts: a request, or a session of them
     schedule: tuple[float, ...] | None = None  # a trace's due times (seconds from the step's start, in order)
     name: str | None = None  # the step's label, when the load is not described by its numbers (a trace)
+    warmup_auto: bool = False  # measure from the steady state found after the fact (`harness.analysis.steady`)
+    repeat: int | None = None  # which run of a repeated plan (None: the plan runs once)
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.requests is None:
@@ -102,6 +104,17 @@ def sweep(template: StepPlan, *, concurrencies: Sequence[int] = (), rates: Seque
             for i, c in enumerate(concurrencies)
         ]
     return [replace(template, index=i, mode="rate", rate=r, seed=template.seed + i) for i, r in enumerate(rates)]
+
+
+def repeated(plans: Sequence[StepPlan], runs: int) -> list[StepPlan]:
+    """The plan `runs` times over, each run's steps tagged with their repeat and drawn with seeds of their own."""
+    if runs < 2:
+        return list(plans)
+    return [
+        replace(p, index=r * len(plans) + i, repeat=r, seed=p.seed + 1009 * r)
+        for r in range(runs)
+        for i, p in enumerate(plans)
+    ]
 
 
 def unit_gaps(arrival: Arrival, burstiness: float, rng: random.Random) -> Iterator[float]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,7 @@ from harness.load.plan import StepPlan
 from harness.load.progress import Progress
 from harness.load.prompts import Calibration, PreparedPrompt, calibration_prompts, fit_calibration, prepare
 from harness.load.stop_rule import StopRule
+from harness.load.watch import SaturationWatch
 from harness.records.record import Record, RecordWriter, RunInfo, StepInfo
 from schemas import ChatFamily
 
@@ -90,6 +92,16 @@ class Rotation:
         await runner.send(record, prompt.body, due.release)
 
 
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """How the runner treats each step: a cool-down before it (after the first), a live saturation watch that stops
+    its sending (`harness.load.watch`), and whether the stop rule ends only the step (a search's trial) or the run."""
+
+    cooldown_s: float = 0.0
+    stop_when_saturated: bool = False
+    trial_stops: bool = False
+
+
 class Runner:
     def __init__(
         self,
@@ -101,6 +113,7 @@ class Runner:
         lag_interval_s: float = 0.02,
         stop_rule: StopRule | None = None,
         workload: Workload | None = None,
+        options: StepOptions | None = None,
     ) -> None:
         self.client = client
         self.run = run
@@ -114,6 +127,9 @@ class Runner:
         self._cpu = CpuMeter()
         self._stop_rule = stop_rule if stop_rule is not None else StopRule()
         self._halt = asyncio.Event()
+        self.options = options if options is not None else StepOptions()
+        self._step_halt = asyncio.Event()
+        self._watch: SaturationWatch | None = None
 
     @property
     def stopped_early(self) -> str | None:
@@ -122,8 +138,8 @@ class Runner:
 
     @property
     def halted(self) -> bool:
-        """No further request is to be sent (the stop rule tripped)."""
-        return self._halt.is_set()
+        """No further request of the step is to be sent (the stop rule tripped)."""
+        return self._step_halt.is_set()
 
     @staticmethod
     def _wake_ns() -> int:
@@ -131,28 +147,50 @@ class Runner:
         timed = selector.of(asyncio.get_running_loop())
         return timed.take_wake_max() if timed is not None else 0
 
-    async def execute(self, plans: Sequence[StepPlan]) -> None:
+    async def execute(self, plans: Iterable[StepPlan]) -> None:
+        """Run the steps in order; `plans` may be a generator that chooses each step from those before it (a
+        capacity search: `harness.load.search`), since the next is drawn only once the previous one has ended."""
         self._monitor.start()
         self.progress.start()
         try:
             for plan in plans:
-                await self._step(plan)
+                await self.step(plan)
                 if self._halt.is_set():
                     break
         finally:
             await self.progress.stop()
             await self._monitor.stop()
 
+    async def step(self, plan: StepPlan) -> StepInfo:
+        """Run one step (after the cool-down, when one came before it) and return its step line."""
+        if self.steps and self.options.cooldown_s > 0:
+            await asyncio.sleep(self.options.cooldown_s)
+        await self._step(plan)
+        return self.steps[-1]
+
     async def _step(self, plan: StepPlan) -> None:
         self.progress.step(f"step {plan.index + 1}: {plan.label}")
         self._monitor.take()
         self._cpu.take()
         self._wake_ns()
+        if self.options.trial_stops:  # a search's trial that fails ends itself, not the search
+            self._stop_rule = self._stop_rule.renewed()
+        self._step_halt = asyncio.Event()
+        if self._halt.is_set():
+            self._step_halt.set()
 
         async def fire(seq: int, scheduled_ns: int, warm: bool, release: Release | None, user: int | None) -> None:
             await self.workload.fire(self, Due(plan, seq, scheduled_ns, warm, release, user))
 
-        clock: StepClock = await run_step(plan, fire, self._halt)
+        watching = self._watched(plan)
+        try:  # the watch ends with the step's sending: a queue draining after it is no queue growing
+            clock: StepClock = await run_step(
+                plan, fire, self._step_halt, None if watching is None else watching.cancel
+            )
+        finally:
+            if watching is not None:
+                watching.cancel()
+                await asyncio.wait([watching])
         info = self._step_line(plan, clock)
         self.steps.append(info)
         self.writer.write_step(info)
@@ -160,6 +198,17 @@ class Runner:
         # later collection, which would otherwise walk all of them again in the middle of the next step's timestamps.
         gc.collect()
         gc.freeze()
+
+    def _watched(self, plan: StepPlan) -> asyncio.Task[None] | None:
+        """The step's live saturation watch, when asked for, running until the step stops sending (an open loop's:
+        a closed loop's users hold their in-flight count constant, which no queue can make grow)."""
+        self._watch = None
+        if not self.options.stop_when_saturated or plan.mode == "concurrency":
+            return None
+        started = time.perf_counter_ns() - self.run.origin_ns
+        measured = started + round((plan.warmup_s + plan.send_ahead_s) * 1e9)
+        self._watch = SaturationWatch(started, measured, self.run.origin_ns)
+        return asyncio.get_running_loop().create_task(self._watch.run(self._step_halt))
 
     def record(self, plan: StepPlan, scheduled_ns: int, warm: bool, user: int | None) -> Record:
         """The record of the run's next request, due at `scheduled_ns` (perf_counter_ns)."""
@@ -193,6 +242,8 @@ class Runner:
     ) -> Record:
         """Send one request and record it, whatever becomes of it (`Client.send` says what the options do)."""
         self.progress.sent()
+        if self._watch is not None:
+            self._watch.add(record)
         try:
             return await self.client.send(body, record, release, headers=headers, text=text)
         finally:
@@ -200,7 +251,9 @@ class Runner:
             self.writer.write(record)
             self.progress.finished(record)
             if self._stop_rule.observe(record) is not None:
-                self._halt.set()
+                self._step_halt.set()
+                if not self.options.trial_stops:
+                    self._halt.set()
 
     def _step_line(self, plan: StepPlan, clock: StepClock) -> StepInfo:
         """The step as it ran, with what the meters saw of the client meanwhile."""
@@ -228,4 +281,7 @@ class Runner:
             loop_lag_interval_ns=self._monitor.interval_ns,
             wake_ns=self._wake_ns(),
             stopped_early=self._stop_rule.reason,
+            warmup_auto=plan.warmup_auto,
+            repeat=plan.repeat,
+            saturated_ns=self._watch.found_ns if self._watch is not None else None,
         )

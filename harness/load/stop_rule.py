@@ -49,6 +49,10 @@ class StopRule:
         self._latest: deque[Record | None] = deque(maxlen=window)  # None: not a failure
         self._failed = 0  # failures among `_latest`, kept as it moves: this runs as every request ends
 
+    def renewed(self) -> StopRule:
+        """The same rule with nothing observed yet: a capacity search's next trial starts afresh."""
+        return StopRule(self.max_error_rate, self._latest.maxlen or WINDOW, self.minimum)
+
     def observe(self, record: Record) -> str | None:
         """Count one finished request; the reason to stop, from the moment the rule trips (and ever after)."""
         self.finished += 1

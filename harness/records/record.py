@@ -163,7 +163,10 @@ class StepInfo:
     `loop_lag_ns` are the event-loop lag samples taken during the step, `cpu_s` the client process's CPU time
     over `ended_ns - started_ns`, and `wake_ns` the largest wake-up latency its loop's selector measured
     (`harness.client.selector`; 0 when it has none). `stopped_early` says why the run stopped sending in this step, if
-    it did (`harness.load.stop_rule`); no later step ran.
+    it did (`harness.load.stop_rule`); no later step ran — except in a capacity search, where it ends only its trial.
+    `warmup_auto` says the step measures from its steady state, found after the fact (`harness.analysis.steady`);
+    `repeat` which run of a repeated plan the step belongs to (0, 1, …; None when the plan ran once); `saturated_ns`
+    when the live saturation test found the step's queue growing and stopped its sending (`--stop-when-saturated`).
     """
 
     run_id: str
@@ -188,6 +191,9 @@ class StepInfo:
     loop_lag_interval_ns: int = 0
     wake_ns: int = 0
     stopped_early: str | None = None
+    warmup_auto: bool = False
+    repeat: int | None = None
+    saturated_ns: int | None = None
     type: Literal["step"] = "step"
 
 

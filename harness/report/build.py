@@ -71,8 +71,12 @@ def build(
         summaries.append(write_summary(directory, summary))
         run_limit = found["concurrency_limit"] if (found := summary.get("limit")) else None
         frame = timeline(rd.run)
+        search = summary.get("capacity")
+        searched = plots.capacity(search, label) if search else None
         parts.append(
-            html.RunPart(label, summary, rd.conformance, plots.timeline(frame, rd.run.steps, run_limit, label))
+            html.RunPart(
+                label, summary, rd.conformance, plots.timeline(frame, rd.run.steps, run_limit, label), searched
+            )
         )
         samples.append((label, latency_samples(rd.run)))
     figures = html.Figures(

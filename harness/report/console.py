@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.analysis.shape import Summary
+from harness.report.marks import saturation_mark
 
 
 def _ms(dist: Mapping[str, Any], name: str) -> str:
@@ -44,7 +45,7 @@ def format_table(summary: Summary) -> str:
                 f"{_ms(lat['itl'], 'p50')}/{_ms(lat['itl'], 'p99')}",
                 f"{_ms(lat['e2e'], 'p50')}/{_ms(lat['e2e'], 'p99')}",
                 _ms(lat["e2e_from_scheduled"], "p99"),
-                s.get("validity", {}).get("verdict", "-"),
+                " ".join(filter(None, (s.get("validity", {}).get("verdict", "-"), saturation_mark(s)))),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

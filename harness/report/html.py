@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from harness.analysis.shape import Summary
-from harness.report import tables, traffic
+from harness.report import capacity, tables, traffic
 from harness.report.tables import Table
 
 _CSS = """
@@ -52,6 +52,7 @@ class RunPart:
     summary: Summary
     conformance: Mapping[str, Any] | None  # the full conformance result, when there is one
     timeline_png: bytes
+    capacity_png: bytes | None = None  # a capacity search's trials on their curve
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,31 @@ def _conformance(part: RunPart) -> str:
     return out + f"<details><summary>every check</summary><table>{checks}</table></details>"
 
 
+def _capacity(parts: Sequence[RunPart]) -> list[str]:
+    """The sections of searches, steady states and repeats, for the runs that have them (`harness.report.capacity`)."""
+    out = []
+    searched = [(p, found) for p in parts if (found := p.summary.get("capacity"))]
+    if searched:
+        text = "".join(
+            f"<h3>{escape(p.label)}</h3><p><b>{escape(capacity.answer(found))}</b></p>"
+            + (image(p.capacity_png, "capacity search") if p.capacity_png else "")
+            + table(found_table)
+            for p, found in searched
+            if (found_table := capacity.trials_table(p.summary)) is not None
+        )
+        out.append(_section("capacity", "Capacity", text + f"<p class='note'>{escape(capacity.TRIALS_NOTE)}</p>"))
+    windows = [(p, t) for p in parts if (t := capacity.windows_table(p.summary)) is not None]
+    if windows:
+        text = "".join(f"<h3>{escape(p.label)}</h3>{table(t)}" for p, t in windows)
+        note = f"<p class='note'>{escape(capacity.WINDOWS_NOTE)}</p>"
+        out.append(_section("windows", "Measurement windows and saturation", text + note))
+    repeated = [(p, t) for p in parts if (t := capacity.repeats_table(p.summary)) is not None]
+    if repeated:
+        text = "".join(f"<h3>{escape(p.label)}</h3>{table(t)}" for p, t in repeated)
+        out.append(_section("repeats", "Repeated runs", text))
+    return out
+
+
 def _header(parts: Sequence[RunPart], title: str) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = f"<header><h1>{escape(title)}</h1><div class='sub'>generated {generated} by harness report</div>"
@@ -267,6 +293,7 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
         _section("target", "Target and configuration", f"<div class='runs'>{targets}</div>"),
         _section("validity", "Validity", "".join(_validity(p) for p in parts)),
         _section("summary", "Summary", _summary(parts)),
+        *_capacity(parts),
         _section("limit", "Concurrency limit and knee", "".join(_limit(p) for p in parts)),
         _section("conformance", "Conformance", "".join(_conformance(p) for p in parts)),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.analysis.shape import Summary
-from harness.report import tables, traffic
+from harness.report import capacity, tables, traffic
 from harness.report.tables import Table
 
 
@@ -31,6 +31,9 @@ def _headline(summary: Summary) -> str:
     knee = summary.get("knee")
     if knee:
         parts.append(f"knee at {knee['label']}")
+    found = summary.get("capacity")
+    if found:
+        parts.append(f"capacity {found['answer']:g} {found['unit']}" if found["answer"] is not None else "no capacity")
     return " · ".join(parts)
 
 
@@ -64,6 +67,19 @@ def _details(summary: Summary) -> list[str]:
     return lines
 
 
+def _searched(summary: Summary) -> list[str]:
+    """A search's answer and trials, and a repeated run's spread, after the step table."""
+    lines: list[str] = []
+    found = summary.get("capacity")
+    trials = capacity.trials_table(summary)
+    if found and trials is not None:
+        lines += ["", f"**Capacity**: {capacity.answer(found)}", "", md_table(trials)]
+    repeats = capacity.repeats_table(summary)
+    if repeats is not None:
+        lines += ["", "**Across repeated runs**", "", md_table(repeats)]
+    return lines
+
+
 def markdown(summaries: Sequence[Summary], labels: Sequence[str], page: str = "report.html") -> str:
     """The summary for a pull-request comment; `page` names the full report."""
     lines = [f"## Load test: {' vs '.join(labels)}", ""]
@@ -74,6 +90,7 @@ def markdown(summaries: Sequence[Summary], labels: Sequence[str], page: str = "r
         lines += [*_details(summary), ""]
     if len(summaries) == 1:
         lines.append(md_table(tables.steps_table(summaries[0])))
+        lines += _searched(summaries[0])
     else:
         lines += [md_table(tables.comparison_table(summaries, labels)), ""]
         lines.append(md_table(tables.steps_comparison_table(summaries, labels)))

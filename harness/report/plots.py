@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from harness.analysis.shape import Stat, StepSummary, Summary
+from harness.analysis.shape import Capacity, Stat, StepSummary, Summary
 from harness.records.record import StepInfo
 
 Floats = npt.NDArray[np.float64]
@@ -213,4 +213,47 @@ def lengths(runs: Sequence[tuple[str, Samples]]) -> bytes:
         ax.set_ylabel("requests")
         ax.legend(fontsize="small")
         ax.grid(True, alpha=0.3)
+    return _png(fig)
+
+
+_OUTCOME_COLORS = {True: "C2", False: LIMIT_COLOR, None: "#999"}
+
+
+def _answer_at(found: Capacity, load: float | None) -> float | None:
+    """The rate a trial at this load sent: where a load of the search lies on a throughput axis."""
+    trial = next((t for t in found["trials"] if t["load"] == load and t["achieved_rate"] is not None), None)
+    return None if trial is None else trial["achieved_rate"]
+
+
+def capacity(found: Capacity, title: str) -> bytes:
+    """Every trial of a search on its latency–throughput curve, one panel per objective: the trials in order
+    (numbered, joined), met (green), failed (red, a cross when SATURATED) or not used (grey); the objective's limit;
+    the answer (solid) and its interval (shaded)."""
+    names = [*found["slo"]["percentiles"], *(["goodput"] if found["slo"]["per_request"] else [])]
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, max(1, len(names)), squeeze=False)[0]
+    trials = [t for t in found["trials"] if t["achieved_rate"] is not None]
+    answer = _answer_at(found, found["answer"])
+    low, high = _answer_at(found, found["interval"]["low"]), _answer_at(found, found["interval"]["high"])
+    for ax, name in zip(axes, names, strict=False):
+        points = [(t, check) for t in trials if (check := t["objectives"].get(name)) and check["value"] is not None]
+        if not points:
+            _empty(ax, "no value")
+            continue
+        x = [t["achieved_rate"] for t, _ in points]
+        y = [c["value"] for _, c in points]
+        ax.plot(x, y, color="#bbb", linewidth=0.8, zorder=1)
+        for (t, _), xi, yi in zip(points, x, y, strict=True):
+            ax.scatter([xi], [yi], color=_OUTCOME_COLORS[t["met"]], marker="x" if t["saturated"] else "o", zorder=2)
+            ax.annotate(str(t["trial"] + 1), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.axhline(points[0][1]["limit"], color=LIMIT_COLOR, linestyle="--", linewidth=1.2, label="objective")
+        if answer is not None:
+            ax.axvline(answer, color="C0", linewidth=1.5, label=f"answer {found['answer']:g} {found['unit']}")
+            ax.axvspan(low if low is not None else ax.get_xlim()[0], high if high is not None else ax.get_xlim()[1],
+                       color="C0", alpha=0.08, label="interval")  # fmt: skip
+        ax.set_title(name.replace("_ms", " (ms)").replace("_", " "))
+        ax.set_xlabel("requests/s sent")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small", loc="upper left")
+    fig.suptitle(f"{title}: capacity search, trials in order (green: met, red: failed, x: SATURATED, grey: not used)")
     return _png(fig)

@@ -14,6 +14,7 @@ from typing import Any
 from harness.analysis import validity
 from harness.analysis.shape import Stat, StepSummary, Summary, TimingError
 from harness.analysis.shape import Table as Figures
+from harness.report.marks import saturation_mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,8 @@ def steps_table(summary: Summary) -> Table:
     rows = []
     for step in summary["steps"]:
         cells = [cell(step) for _, cell in columns]
-        rows.append([step["label"], *cells, step.get("validity", {}).get("verdict", "–")])
+        verdict = step.get("validity", {}).get("verdict", "–")
+        rows.append([step["label"], *cells, " ".join(filter(None, (verdict, saturation_mark(step))))])
     overall = summary["overall"]
     rows.append(["all", *(cell(overall) for _, cell in columns), summary["validity"]["verdict"]])
     return Table(headers, rows)

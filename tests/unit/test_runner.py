@@ -14,7 +14,7 @@ from harness.client.session import Client
 from harness.load.plan import StepPlan
 from harness.load.progress import Progress
 from harness.load.prompts import PromptItem, prepare
-from harness.load.runner import CalibrationFailed, Runner, calibrate
+from harness.load.runner import CalibrationFailed, Runner, StepOptions, calibrate
 from harness.load.stop_rule import StopRule
 from harness.records.record import RecordWriter, RunInfo, read_run
 
@@ -30,7 +30,13 @@ async def refused(request: web.Request) -> web.StreamResponse:
                              status=500)  # fmt: skip
 
 
-async def run(tmp_path: Path, handler: object, plans: list[StepPlan], stop: StopRule | None = None) -> Runner:
+async def run(
+    tmp_path: Path,
+    handler: object,
+    plans: list[StepPlan],
+    stop: StopRule | None = None,
+    options: StepOptions | None = None,
+) -> Runner:
     async for base_url in serve(handler):  # type: ignore[arg-type]
         config = ClientConfig(base_url=base_url, model=MODEL)
         items = [PromptItem(prompt=f"prompt {i}", max_tokens=3) for i in range(3)]
@@ -38,7 +44,7 @@ async def run(tmp_path: Path, handler: object, plans: list[StepPlan], stop: Stop
         async with Client(config, [ApiKey("key-1", "k")], connections=8, origin_ns=info.origin_ns) as client:
             with RecordWriter(tmp_path / "records.jsonl", info) as writer:
                 runner = Runner(client, info, prepare(config, items, None, False), writer, Progress(False),
-                                stop_rule=stop)  # fmt: skip
+                                stop_rule=stop, options=options)  # fmt: skip
                 await runner.execute(plans)
         return runner
     raise AssertionError("unreachable")

@@ -67,6 +67,18 @@ CASES: list[tuple[type, dict[str, Any]]] = [
     (shape.TrafficCache, at("traffic", "cache")),
     (shape.TrafficSessions, at("traffic", "sessions")),
     (shape.TrafficReplay, at("traffic", "replay")),
+    (shape.Saturation, at("steps", "[]", "saturation")),
+    (shape.Trend, resolve(DEFINITIONS["trend"])),
+    (shape.SteadyState, at("steps", "[]", "steady_state")),
+    (shape.Capacity, at("capacity")),
+    (shape.CapacitySlo, at("capacity", "slo")),
+    (shape.Bracket, at("capacity", "bracket")),
+    (shape.Interval, at("capacity", "interval")),
+    (shape.Trial, resolve(DEFINITIONS["trial"])),
+    (shape.Check, resolve(DEFINITIONS["check"])),
+    (shape.Repeats, at("repeats")),
+    (shape.RepeatedStep, at("repeats", "steps", "[]")),
+    (shape.Spread, resolve(DEFINITIONS["spread"])),
 ]
 
 

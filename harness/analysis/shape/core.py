@@ -1,11 +1,5 @@
-"""The types of `summary.json`: TypedDicts that mirror `schemas/summary.json`, field for field.
-
-The summary is written by `harness.analysis.summary` and read by the verdict (`harness.analysis.validity`), the gate,
-the report's tables and pages and the console table; they all name its fields through these types, so that mypy
-checks every read against what is written. Fields the schema does not require are `NotRequired`: summaries written
-before them (no error bounds, no service figures, no TTFO) are still read. `tests/unit/test_summary_shape.py` holds
-these types and the schema to the same fields.
-"""
+"""The summary's figures per step and overall, their bounds and verdict, the limit, timing error and conformance
+(`harness.analysis.shape` gathers every part)."""
 
 # No `from __future__ import annotations`: `NotRequired` must be evaluated for `__required_keys__` to be right.
 from typing import Any, Literal, NotRequired, TypedDict
@@ -171,6 +165,29 @@ class Table(TypedDict):
     service: NotRequired[Service]
 
 
+class Trend(TypedDict):
+    tau: float
+    p: float
+    rise: float
+    level: float
+
+
+class Saturation(TypedDict):
+    saturated: bool | None
+    stopped: bool
+    stopped_at_s: float | None
+    window_s: float
+    in_flight: Trend | None
+    ttft_ms: Trend | None
+
+
+class SteadyState(TypedDict):
+    method: Literal["fixed", "mser5"]
+    start_ns: int
+    warmup_s: float
+    warmup_requests: int
+
+
 class StepSummary(Table):
     step: int
     label: str
@@ -184,6 +201,9 @@ class StepSummary(Table):
     warmup_requests: int
     warmup_responses_429: NotRequired[int]
     warmup_errors: NotRequired[int]
+    repeat: NotRequired[int | None]
+    saturation: NotRequired[Saturation]
+    steady_state: NotRequired[SteadyState]
 
 
 class Knee(TypedDict):
@@ -266,90 +286,3 @@ class Slo(TypedDict, total=False):
     tpot_ms: float
     itl_ms: float
     e2e_ms: float
-
-
-class TrafficTurn(TypedDict):
-    turn: int
-    requests: int
-    ok: int
-    ttft_ms: Distribution
-    prompt_tokens_mean: float | None
-    history_tokens_mean: float | None
-    cached_tokens_mean: float | None
-    cache_hit_share: float | None
-
-
-class TrafficContext(TypedDict):
-    min_tokens: int
-    max_tokens: int | None
-    requests: int
-    ttft_ms: Distribution
-
-
-class TrafficCache(TypedDict):
-    requests: int
-    reported: int
-    with_hits: int
-    prompt_tokens: int
-    cached_tokens: int
-    hit_share: float | None
-    prefix_groups: int
-
-
-class TrafficSessions(TypedDict):
-    count: int
-    complete: int
-    stopped: int
-    turns: Distribution
-    duration_ms: Distribution
-    think_ms: Distribution
-    corrected_duration_ms: Distribution
-
-
-class TrafficReplay(TypedDict):
-    requests: int
-    sent: int
-    lag_ms: Distribution
-    trace_rate: float | None
-    achieved_rate: float | None
-    seconds: int
-    per_second_max_error: int | None
-    per_second_mean_error: float | None
-
-
-class Traffic(TypedDict):
-    """Real-traffic figures: `harness.analysis.traffic`."""
-
-    workload: Literal["requests", "sessions", "trace"]
-    turns: list[TrafficTurn] | None
-    context: list[TrafficContext]
-    cache: TrafficCache
-    sessions: TrafficSessions | None
-    replay: TrafficReplay | None
-
-
-class Figures(TypedDict):
-    """What the records give, before the verdict: `harness.analysis.summary.summarize`."""
-
-    version: int
-    run_id: str
-    started_at: str
-    tool: str
-    target: dict[str, Any]
-    config: dict[str, Any]
-    slo: Slo | None
-    steps: list[StepSummary]
-    overall: Table
-    knee: NotRequired[Knee | None]
-    limit: NotRequired[Limit | None]
-    timing_error_ms: NotRequired[TimingError | None]
-    traffic: NotRequired[Traffic | None]
-
-
-class Summary(Figures):
-    """`summary.json`: the figures, judged (`harness.analysis.validity.apply`), with the conformance result and the
-    records files they came from."""
-
-    validity: Validity
-    conformance: NotRequired[Conformance | None]
-    sources: NotRequired[list[str]]
