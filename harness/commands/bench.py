@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.analysis import validity
 from harness.analysis.slo import Slo
 from harness.analysis.summary import build_summary, write_summary
-from harness.commands.options import floats, header, ints, ramp
+from harness.commands.options import add_server_metrics_arguments, floats, header, ints, ramp, scrape_config
 from harness.environment import Environment
 from harness.load.bench import BenchConfig, Prompts, PromptSource, execute, stopped_early
 from harness.load.plan import ARRIVALS, StepPlan, sweep
@@ -26,7 +26,7 @@ from harness.load.progress import Progress
 from harness.load.prompts import LengthDistribution
 from harness.load.runner import CalibrationFailed
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, max_error_rate
-from harness.records import rundir
+from harness.records import rundir, server_metrics
 from harness.records.outputs import OutputSpec
 from harness.report.console import format_table
 from harness.target.endpoint import Target
@@ -173,6 +173,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how large an error bound may be for a VALID run, e.g. ttft=2ms or itl=2%% (repeatable; default: the "
         "larger of 1 ms and 1%% for latencies, 1%% for throughput and load)",
     )
+    add_server_metrics_arguments(parser)
 
 
 def plans(args: argparse.Namespace) -> tuple[StepPlan, ...]:
@@ -236,6 +237,7 @@ def config_of(args: argparse.Namespace) -> BenchConfig:
         output_dir=args.output_dir,
         run_id=args.run_id,
         uvloop=args.uvloop,
+        scrape=scrape_config(args),
     )
 
 
@@ -274,7 +276,8 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, OSError, PreflightError, CalibrationFailed) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2
-    kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None)
+    scraped = server_metrics.read(directory / server_metrics.SERVER_METRICS_FILE)
+    kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None, scraped)
     summary = build_summary(kept, args.slo, tolerances=tolerances)
     path = write_summary(directory, summary)
     print(format_table(summary))

@@ -4,6 +4,10 @@
 prepares every request body once, drives the steps (`harness.load.runner`) and writes every record as it ends into
 `<output_dir>/<run_id>/records.jsonl`. It returns the run's records; figures and verdicts come later, from them
 (`harness.analysis.summary`). The configuration is parsed once at the edge (`harness.commands.bench`).
+
+Around the load, off its event loop: what the run is measured on is read first (`harness.target.provenance`, kept in
+the run line), and the target's Prometheus metrics are scraped on a thread from the run's start to its end
+(`harness.target.telemetry`), into `server_metrics.jsonl` beside the records.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from harness.load.runner import Runner, calibrate
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule
 from harness.records.outputs import OutputSpec
 from harness.records.record import RecordWriter, RunFile, RunInfo, new_run_id
+from harness.records.server_metrics import SERVER_METRICS_FILE
+from harness.target import provenance, telemetry
 from harness.target.endpoint import Target
+from harness.target.telemetry import ScrapeConfig
 from schemas import ChatFamily, Profile, family_for_model
 
 _T = TypeVar("_T")
@@ -74,6 +81,7 @@ class BenchConfig:
     output_dir: Path = Path("reports")
     run_id: str | None = None
     uvloop: bool = False
+    scrape: ScrapeConfig = field(default_factory=ScrapeConfig)  # the target's Prometheus metrics
 
     @property
     def exact_lengths(self) -> bool:
@@ -99,10 +107,20 @@ class BenchConfig:
 
 def execute(config: BenchConfig, target: Target, progress: bool = False) -> tuple[RunFile, Path]:
     """Run the load and record it; the run's records and its directory. The event loop is the configuration's."""
-    return run_async(lambda: _execute(config, target, progress), config.uvloop)
+    environment = provenance.describe(target, config.headers)
+    metrics = telemetry.resolve(config.scrape, target)
+    if metrics.notice is not None:
+        print(f"note: {metrics.notice}", file=sys.stderr)
+    return run_async(lambda: _execute(config, target, progress, environment, metrics), config.uvloop)
 
 
-async def _execute(config: BenchConfig, target: Target, progress_enabled: bool) -> tuple[RunFile, Path]:
+async def _execute(
+    config: BenchConfig,
+    target: Target,
+    progress_enabled: bool,
+    environment: dict[str, Any],
+    metrics: telemetry.Resolved,
+) -> tuple[RunFile, Path]:
     family = config.prompts.family or family_for_model(target.model)
     client = Client(config.client(target), target.keys, connections=connections_for(config.plans), origin_ns=0,
                     seed=config.seed)  # fmt: skip
@@ -113,14 +131,20 @@ async def _execute(config: BenchConfig, target: Target, progress_enabled: bool) 
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
         prepared = prepare(client.config, _items(config, calibration), family, config.exact_lengths)
-        info = RunInfo.start(config.run_id or new_run_id(), target=_described(config, target),
-                             config=run_config(config, calibration, target))  # fmt: skip
+        recorded = run_config(config, calibration, target) | {"server_metrics": metrics.config()}
+        info = RunInfo.start(config.run_id or new_run_id(), target=_described(config, target), config=recorded,
+                             environment=environment)  # fmt: skip
         client.origin_ns = info.origin_ns
         directory = config.output_dir / info.run_id
-        with RecordWriter(directory / "records.jsonl", info) as writer:
-            runner = Runner(client, info, prepared, writer, Progress(progress_enabled),
-                            stop_rule=StopRule(config.stop_error_rate))  # fmt: skip
-            await runner.execute(config.plans)
+        scraper = None if metrics.url is None else telemetry.Scraper(metrics.url, config.scrape, info.origin_ns).start()
+        try:
+            with RecordWriter(directory / "records.jsonl", info) as writer:
+                runner = Runner(client, info, prepared, writer, Progress(progress_enabled),
+                                stop_rule=StopRule(config.stop_error_rate))  # fmt: skip
+                await runner.execute(config.plans)
+        finally:
+            if scraper is not None:
+                print(scraper.stop(directory / SERVER_METRICS_FILE, info.run_id).describe(), file=sys.stderr)
     return RunFile(info, runner.steps, runner.records), directory
 
 

@@ -119,7 +119,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """The first line of a run file. `origin_ns` is `time.perf_counter_ns()` at the run's start."""
+    """The first line of a run file. `origin_ns` is `time.perf_counter_ns()` at the run's start; `environment` is
+    what the run was measured on (`harness.target.provenance`; empty when its writer did not say)."""
 
     run_id: str
     started_at: str
@@ -130,18 +131,26 @@ class RunInfo:
     pid: int = 0
     target: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
     type: Literal["run"] = "run"
     clock: str = "perf_counter_ns"
 
     @classmethod
     def start(
-        cls, run_id: str, *, tool: str = "harness bench", target: dict[str, Any], config: dict[str, Any]
+        cls,
+        run_id: str,
+        *,
+        tool: str = "harness bench",
+        target: dict[str, Any],
+        config: dict[str, Any],
+        environment: dict[str, Any] | None = None,
     ) -> RunInfo:
         # Read both clocks back to back: the pair maps every monotonic timestamp of the run to wall time.
         origin_ns = time.perf_counter_ns()
         unix_ns = time.time_ns()
         started = datetime.fromtimestamp(unix_ns / 1e9, UTC).isoformat(timespec="milliseconds")
-        return cls(run_id, started, unix_ns, origin_ns, tool, socket.gethostname(), os.getpid(), target, config)
+        host, pid = socket.gethostname(), os.getpid()
+        return cls(run_id, started, unix_ns, origin_ns, tool, host, pid, target, config, environment or {})
 
 
 @dataclass(frozen=True, slots=True)
