@@ -148,6 +148,52 @@ class Validity(TypedDict):
     worst: NotRequired[Worst | None]
 
 
+# The server's own view (`harness.analysis.server`), from its Prometheus metrics scraped during the run.
+
+
+class ServerGauge(TypedDict):
+    mean: float
+    max: float
+    samples: int
+
+
+class ServerDistribution(TypedDict):
+    """Interpolated in the histogram's buckets; `buckets` holds the bucket of each percentile (upper None: +Inf)."""
+
+    count: int
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    buckets: dict[str, list[float | None]]
+
+
+class TtftGap(TypedDict):
+    """The client's TTFT percentile less the server's, and the range the server's histogram bucket allows."""
+
+    p50: float | None
+    p99: float | None
+    ranges: dict[str, list[float | None]]
+
+
+class ServerStep(TypedDict):
+    window_s: float
+    scrapes: int
+    running: ServerGauge | None
+    waiting: ServerGauge | None
+    client_in_flight: float | None
+    kv_cache_usage: ServerGauge | None
+    prefix_cache_hit_rate: float | None
+    preemptions: float | None
+    generation_tokens_per_s: float | None
+    prompt_tokens_per_s: float | None
+    client_output_tokens_per_s: float | None
+    ttft_ms: ServerDistribution | None
+    queue_time_ms: ServerDistribution | None
+    e2e_ms: ServerDistribution | None
+    ttft_gap_ms: TtftGap | None
+
+
 class Table(TypedDict):
     """The figures of one step, or of the whole run (`overall`)."""
 
@@ -169,6 +215,7 @@ class Table(TypedDict):
     throughput_bounds: NotRequired[dict[str, float] | None]
     offered: NotRequired[Offered | None]
     service: NotRequired[Service]
+    server: NotRequired[ServerStep | None]
 
 
 class StepSummary(Table):
@@ -268,6 +315,47 @@ class Slo(TypedDict, total=False):
     e2e_ms: float
 
 
+class ServerMetricsSummary(TypedDict):
+    """What was scraped and how it went; `sources`: the family each common name was read from."""
+
+    url: str
+    interval_s: float
+    scrapes: int
+    failed: int
+    first_error: str | None
+    families: int
+    sources: dict[str, str]
+
+
+# What the run was measured on (`harness.target.provenance`).
+
+
+class ClientMachine(TypedDict):
+    host: str
+    cpu: str | None
+    cpus: int | None
+    memory_gib: float | None
+    os: str
+    kernel: str
+    python: str
+    harness: str | None
+    packages: dict[str, str | None]
+    gpus: list[str] | None
+
+
+class TargetSoftware(TypedDict):
+    models: list[str] | None
+    server_header: str | None
+    version: dict[str, Any] | None
+    version_url: str | None
+    errors: list[str]
+
+
+class RunEnvironment(TypedDict):
+    client: ClientMachine
+    target: TargetSoftware
+
+
 class Figures(TypedDict):
     """What the records give, before the verdict: `harness.analysis.summary.summarize`."""
 
@@ -283,6 +371,8 @@ class Figures(TypedDict):
     knee: NotRequired[Knee | None]
     limit: NotRequired[Limit | None]
     timing_error_ms: NotRequired[TimingError | None]
+    server_metrics: NotRequired[ServerMetricsSummary | None]
+    environment: NotRequired[RunEnvironment | None]
 
 
 class Summary(Figures):

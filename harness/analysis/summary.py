@@ -3,8 +3,9 @@
 Every figure comes from the records: which requests a step measures and its service figures
 (`harness.analysis.service`), the per-request metrics (`harness.analysis.frame`), each step's table with the error
 bound of every number (`harness.analysis.table`, `harness.analysis.bounds`), the sweep's knee and limit behaviour
-(`harness.analysis.sweep`), the timing error against the server's ground truth (`harness.analysis.accuracy`) and the
-verdict from the bounds (`harness.analysis.validity`). The summary is checked against `schemas/summary.json` before it
+(`harness.analysis.sweep`), the timing error against the server's ground truth (`harness.analysis.accuracy`), the
+server's own view of each step from its scraped Prometheus metrics (`harness.analysis.server`) and the verdict from
+the bounds (`harness.analysis.validity`). The summary is checked against `schemas/summary.json` before it
 is written; `harness.analysis.shape` gives its types.
 """
 
@@ -20,16 +21,17 @@ import numpy as np
 import orjson
 
 import schemas
-from harness.analysis import bounds, service, validity
+from harness.analysis import bounds, server, service, validity
 from harness.analysis.accuracy import timing_errors
 from harness.analysis.frame import rejections, request_frame
-from harness.analysis.shape import Conformance, Failure, Figures, StepSummary, Summary
+from harness.analysis.shape import Conformance, Failure, Figures, RunEnvironment, StepSummary, Summary, Table
 from harness.analysis.slo import Slo
 from harness.analysis.stats import round6 as _round
 from harness.analysis.sweep import knee, limit_behaviour
 from harness.analysis.table import Group, load_figures, loop_estimate_ms, offered, step_table, window_s
 from harness.records.record import Record, RunFile, StepInfo
 from harness.records.rundir import CONFORMANCE_RESULT, SUMMARY_FILE, RunDir
+from harness.records.server_metrics import ServerMetrics
 from harness.records.truth import Truth
 
 VERSION = 1
@@ -45,7 +47,11 @@ def build_summary(
     if slo is None and rd.previous and rd.previous.get("slo"):
         slo = Slo(**rd.previous["slo"])
     summary = summarize(
-        rd.run, slo, concurrency_limit=limit if limit is not None else concurrency_limit(rd), truth=rd.truth
+        rd.run,
+        slo,
+        concurrency_limit=limit if limit is not None else concurrency_limit(rd),
+        truth=rd.truth,
+        server_metrics=rd.server_metrics,
     )
     summary = validity.apply(summary, tolerances or _kept_tolerances(rd.previous))
     summary["conformance"] = _conformance(rd)
@@ -59,11 +65,12 @@ def summarize(
     *,
     concurrency_limit: int | None = None,
     truth: Mapping[str, Truth] | None = None,
+    server_metrics: ServerMetrics | None = None,
 ) -> Figures:
     """The run's figures: a table per step and one over every measured request (no verdict, no conformance yet).
 
     With the target's per-key `concurrency_limit` it says whether the limit showed as it should; with the
-    server's ground truth, how far the measured timings are from it.
+    server's ground truth, how far the measured timings are from it; with the server's own metrics, what it saw.
     """
     measured = service.measured(run.requests, run.steps)
     frame = request_frame(measured)
@@ -100,8 +107,20 @@ def summarize(
         "knee": knee(steps),
         "limit": None if concurrency_limit is None else limit_behaviour(steps, concurrency_limit, _keys(measured)),
         "timing_error_ms": timing_errors(measured, truth, estimates) if truth else None,
+        "environment": cast(RunEnvironment, run.run.environment) if run.run.environment else None,
     }
+    if server_metrics is not None:
+        summary["server_metrics"] = _server(server.Scraped(server_metrics), run, steps, cast(Table, overall))
     return cast(Figures, summary)
+
+
+def _server(scraped: server.Scraped, run: RunFile, steps: Sequence[StepSummary], overall: Table) -> Any:
+    """The server's own view of each step and of the whole run, put beside the client's; what was scraped."""
+    windows = server.windows(run.steps)
+    for step in steps:
+        step["server"] = server.figures(scraped, run.requests, [windows[step["step"]]], step["latency_ms"].get("ttft"))
+    overall["server"] = server.figures(scraped, run.requests, list(windows.values()), overall["latency_ms"].get("ttft"))
+    return server.summary(scraped)
 
 
 def _step(
