@@ -62,7 +62,7 @@ def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.App
     """The application for `engine`; the engine is started and stopped with the application."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_bytes)
     limiter = ConcurrencyLimiter(config.concurrency_limit)
-    metrics = ServerMetrics(engine.stats, limiter.snapshot)
+    metrics = ServerMetrics(engine.stats, limiter.snapshot, engine.metrics_text)
     app[STATE] = ServerState(
         config=config,
         engine=engine,

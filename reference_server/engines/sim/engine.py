@@ -137,3 +137,6 @@ class SimEngine:
             finished_total=self._finished_total,
             aborted_total=self._aborted_total,
         )
+
+    def metrics_text(self) -> bytes:
+        return b""  # the server's own metrics say what the simulator holds
