@@ -182,12 +182,13 @@ def figures(
 
 
 def _gap(client: Distribution | None, server: ServerDistribution | None) -> TtftGap | None:
-    """The client's TTFT percentiles less the server's: the network, the front end and the client. The server's
-    percentile may lie anywhere in its bucket, so each difference comes with the range that allows (`ranges`: the
-    client's less the bucket's upper and lower bound; None where the bucket is unbounded)."""
+    """The client's TTFT less the server's: the network, the front end and the client. The means' difference is
+    exact (a histogram's sum and count are); a server percentile may lie anywhere in its bucket, so each percentile's
+    difference comes with the range that allows (`ranges`: the client's less the bucket's upper and lower bound;
+    None where the bucket is unbounded)."""
     if client is None or server is None:
         return None
-    gap: dict[str, Any] = {"ranges": {}}
+    gap: dict[str, Any] = {"mean": _difference(client["mean"], server["mean"]), "ranges": {}}
     for q in ("p50", "p99"):
         mine, theirs = client.get(q), server.get(q)
         if not isinstance(mine, int | float) or not isinstance(theirs, int | float):
@@ -195,16 +196,13 @@ def _gap(client: Distribution | None, server: ServerDistribution | None) -> Ttft
             continue
         gap[q] = _round(mine - theirs)
         lower, upper = server["buckets"].get(q, [theirs, theirs])
-        gap["ranges"][q] = [
-            None if upper is None else _round(mine - upper),
-            None if lower is None else _round(mine - lower),
-        ]
+        gap["ranges"][q] = [_difference(mine, upper), _difference(mine, lower)]
     result: TtftGap = gap  # type: ignore[assignment]  # built key by key above
     return result
 
 
-def _less(value: float, bound: float | None) -> float | None:
-    return None if bound is None else _round(value - bound)
+def _difference(value: float | None, less: float | None) -> float | None:
+    return None if value is None or less is None else _round(value - less)
 
 
 def summary(scraped: Scraped) -> ServerMetricsSummary:

@@ -169,8 +169,10 @@ class ServerDistribution(TypedDict):
 
 
 class TtftGap(TypedDict):
-    """The client's TTFT percentile less the server's, and the range the server's histogram bucket allows."""
+    """The client's TTFT less the server's: the means' (exact) and the percentiles', with the range the server's
+    histogram bucket allows."""
 
+    mean: float | None
     p50: float | None
     p99: float | None
     ranges: dict[str, list[float | None]]

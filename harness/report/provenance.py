@@ -20,13 +20,14 @@ def _gpus(c: ClientMachine) -> str:
 
 
 def _version(t: TargetSoftware) -> str:
-    """The version endpoint's answer in short: its `version` field when it has one, else its first fields."""
+    """The version endpoint's answer in short: its `version`, then up to three more of its plain fields."""
     found: Mapping[str, Any] | None = t["version"]
     if not found:
         return "–"
-    fields = list(found.items())[:3]
-    text = str(found["version"]) if "version" in found else ", ".join(f"{k}={v}" for k, v in fields)
-    return f"{text} ({t['version_url']})"
+    plain = [(k, v) for k, v in found.items() if k != "version" and isinstance(v, str | int | float)][:3]
+    extra = ", ".join(f"{k} {v}" for k, v in plain)
+    text = str(found.get("version", "")) + (f" ({extra})" if extra else "")
+    return f"{text.strip()} from {t['version_url']}"
 
 
 def headline(summary: Summary) -> str | None:
