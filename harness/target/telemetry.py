@@ -152,6 +152,7 @@ class Scraper:
         self.config = config
         self.origin_ns = origin_ns
         self.scrapes = 0
+        self._last_timed_out = False
         self._stop = threading.Event()
         self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="server-metrics-")  # noqa: SIM115  # closed by stop
         self._thread = threading.Thread(target=self._run, name="server-metrics", daemon=True)
@@ -177,12 +178,16 @@ class Scraper:
                   "error": fetched.error, "length": len(fetched.body)}  # fmt: skip
         self._spool.write(orjson.dumps(header) + b"\n" + fetched.body)
         self.scrapes += 1
+        self._last_timed_out = fetched.status is None and (fetched.error or "").startswith("timed out")
 
     def stop(self, path: Path, run_id: str) -> Scraped:
-        """Stop scraping, scrape once more (the run's end), and write every scrape, parsed, to `path`."""
+        """Stop scraping, scrape once more (the run's end), and write every scrape, parsed, to `path`.
+
+        Waits at most for the scrape in progress to end or time out; a server whose last scrape timed out is not
+        waited for again."""
         self._stop.set()
         self._thread.join(self.config.timeout_s + 1.0)
-        if not self._thread.is_alive():  # a scrape stuck past its timeout keeps the spool; no last one then
+        if not self._thread.is_alive() and not self._last_timed_out:  # a stuck thread keeps the spool: no last one
             self.scrape_once()
         source = Source(run_id, self.url, self.config.interval_s, self.origin_ns)
         failed, first_error = 0, None
