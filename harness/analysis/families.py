@@ -151,7 +151,8 @@ def _le(labels: tuple[tuple[str, str], ...]) -> float | None:
         return None
 
 
-def _histogram(scrapes: Sequence[Scrape], family: str) -> Histogram:
+def histogram_of(scrapes: Sequence[Scrape], family: str) -> Histogram:
+    """The family as a histogram over the scrapes: running totals per bucket, sum and count, series summed."""
     n = len(scrapes)
     readings = _readings(scrapes, family, ("_bucket", "_sum", "_count"))
     by_le: dict[float, Floats] = {}
@@ -181,6 +182,6 @@ def read(scrapes: Sequence[Scrape]) -> dict[str, Series]:
         elif known.kind == "counter":
             out[known.name] = Series(known, family, _counter(scrapes, family))
         else:
-            histogram = _histogram(scrapes, family)
+            histogram = histogram_of(scrapes, family)
             out[known.name] = Series(known, family, histogram.count, histogram)
     return out

@@ -1,7 +1,8 @@
 """The server's own view of each step, from its Prometheus metrics scraped during the run, beside the client's.
 
 A step's server figures cover its measurement window (from the end of its warm-up to its last send), between the
-successful scrapes nearest to each end — the scrapes are on the records' clock (`harness.records.server_metrics`).
+successful scrapes nearest to each end (for a window shorter than the scrape interval, the scrapes around it) — the
+scrapes are on the records' clock (`harness.records.server_metrics`).
 Over that span: the server's running and waiting requests (mean and max of the scrapes inside) against the client's
 requests in flight, its KV-cache use, its prefix-cache hit rate (hits over queries, as vLLM counts them in tokens),
 its preemptions, its generation and prompt tokens per second against the output tokens per second the client
@@ -51,11 +52,15 @@ class Scraped:
         self.series: dict[str, Series] = read(ok)
 
     def bracket(self, window: Window) -> tuple[int, int] | None:
-        """The scrapes nearest to the window's start and end (None: fewer than two scrapes span it)."""
-        if len(self.at_ns) < 2:
+        """The scrapes nearest to the window's start and end; for a window shorter than the scrape interval, whose
+        ends are nearest to the same scrape, the scrapes around it. None: fewer than two scrapes span it."""
+        at = self.at_ns
+        if len(at) < 2:
             return None
-        first = int(np.abs(self.at_ns - window[0]).argmin())
-        last = int(np.abs(self.at_ns - window[1]).argmin())
+        first, last = int(np.abs(at - window[0]).argmin()), int(np.abs(at - window[1]).argmin())
+        if last <= first:
+            first = max(0, int(np.searchsorted(at, window[0], side="right")) - 1)
+            last = min(len(at) - 1, int(np.searchsorted(at, window[1], side="left")))
         return (first, last) if last > first else None
 
 
