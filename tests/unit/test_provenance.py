@@ -4,20 +4,19 @@ in-process HTTP server on a random port."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 
 import pytest
 
 from harness.target import provenance
 from harness.target.endpoint import Target
+from tests.unit.local_http import Answering, serving
 
 KEY = "esecret_provenance"
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(Answering):
     def version_string(self) -> str:  # the Server header
         return "TestServer/1.0"
 
@@ -32,26 +31,13 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"detail": "Not Found"})
 
     def _json(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # http.server's signature
-        pass
+        self.answer(status, json.dumps(body).encode(), "application/json")
 
 
 @pytest.fixture
 def root() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def test_the_target_says_its_models_server_and_version(root: str) -> None:

@@ -4,10 +4,9 @@ run, and stopping never waits for a stalled server longer than a scrape's timeou
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,11 +16,12 @@ from harness.records import server_metrics
 from harness.target import telemetry
 from harness.target.endpoint import Target
 from harness.target.telemetry import ScrapeConfig, Scraper
+from tests.unit.local_http import Answering, serving
 
 STALL_S = 3.0
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(Answering):
     served: ClassVar[int] = 0
     headers_seen: ClassVar[list[str | None]] = []
 
@@ -31,34 +31,17 @@ class Handler(BaseHTTPRequestHandler):
         Handler.headers_seen.append(self.headers.get("X-Proxy-Token"))
         if self.path in ("/metrics", "/stall"):
             Handler.served += 1
-            self._answer(200, f"# TYPE requests_total counter\nrequests_total {Handler.served}\n".encode())
+            self.answer(200, f"# TYPE requests_total counter\nrequests_total {Handler.served}\n".encode())
         elif self.path == "/garbage":
-            self._answer(200, b"<html><body>Welcome to nginx!</body></html>")
+            self.answer(200, b"<html><body>Welcome to nginx!</body></html>")
         else:
-            self._answer(404, b"not found")
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # http.server's signature
-        pass
+            self.answer(404, b"not found")
 
 
 @pytest.fixture
 def root() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def target(root_url: str) -> Target:
