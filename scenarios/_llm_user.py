@@ -31,7 +31,7 @@ from locust.exception import StopUser
 from harness.client.request import Endpoint
 from harness.records.record import ErrorKind, Record
 from harness.records.sse import SSEError, SSEParser
-from harness.records.stream import StreamState, refused
+from harness.records.stream import StreamState, record_refusal
 
 _RECV_BYTES = 64 * 1024
 _MAX_RETRY_WAIT_S = 30.0
@@ -134,7 +134,7 @@ class LLMUser(FastHttpUser):
                 except (HTTPParseError, OSError, gevent.Timeout):
                     raw = b""
                 record.end_ns = time.perf_counter_ns() - origin
-                refused(record, status, raw, response.headers.get("Retry-After"))
+                record_refusal(record, status, raw, response.headers.get("Retry-After"))
                 self._report(response, meta, record, label)
                 return
             ctype = response.headers.get("Content-Type") or ""

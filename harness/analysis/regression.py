@@ -36,7 +36,7 @@ _BOOTSTRAP_CELLS = 2_000_000  # resampled values held at once
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class ComparisonSettings:
     metrics: tuple[str, ...] = ("ttft", "tpot", "e2e")
     quantiles: tuple[str, ...] = ("p50", "p99")
     min_effect: float = 0.05
@@ -47,7 +47,7 @@ class Settings:
     seed: int = 0
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> Settings:
+    def from_table(cls, table: Mapping[str, Any]) -> ComparisonSettings:
         values = dict(table)
         for name in ("metrics", "quantiles"):
             if name in values:
@@ -134,7 +134,7 @@ def _bootstrap(values: Floats, q: float, resamples: int, rng: np.random.Generato
 
 
 def compare_one(
-    metric: str, quantile: str, baseline: Floats, current: Floats, settings: Settings, tests: int
+    metric: str, quantile: str, baseline: Floats, current: Floats, settings: ComparisonSettings, tests: int
 ) -> Comparison:
     q = QUANTILES[quantile]
     n_b, n_c = int(baseline.size), int(current.size)
@@ -170,7 +170,9 @@ def compare_one(
     return Comparison(metric, quantile, n_b, n_c, base_q, cur_q, change, low, high, p_value, status, detail)
 
 
-def compare(baseline: Mapping[str, Floats], current: Mapping[str, Floats], settings: Settings) -> list[Comparison]:
+def compare(
+    baseline: Mapping[str, Floats], current: Mapping[str, Floats], settings: ComparisonSettings
+) -> list[Comparison]:
     """Every metric × quantile of the settings; the confidence level holds over all of them together."""
     pairs: Sequence[tuple[str, str]] = [(m, q) for m in settings.metrics for q in settings.quantiles]
     return [compare_one(m, q, baseline[m], current[m], settings, len(pairs)) for m, q in pairs]

@@ -10,7 +10,7 @@ these types and the schema to the same fields.
 # No `from __future__ import annotations`: `NotRequired` must be evaluated for `__required_keys__` to be right.
 from typing import Any, Literal, NotRequired, TypedDict
 
-Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
+ValidityVerdict = Literal["VALID", "INVALID", "UNUSABLE"]  # a gate's is PASS, FAIL, UNUSABLE
 Cause = Literal["send", "reads", "loop", "granularity", "lateness", "load"]
 Stat = Literal["mean", "min", "p50", "p90", "p95", "p99", "p99_9", "max"]
 
@@ -140,7 +140,7 @@ class Worst(TypedDict):
 
 
 class Validity(TypedDict):
-    verdict: Verdict
+    verdict: ValidityVerdict
     reasons: list[str]
     warnings: list[str]
     limits: NotRequired[dict[str, Any]]

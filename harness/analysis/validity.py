@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from harness.analysis.shape import Figures, Summary, Table, Validity, Worst
+from harness.analysis.shape import Figures, StepSummary, Summary, Table, Validity, ValidityVerdict, Worst
 
-Verdict = Literal["VALID", "INVALID", "UNUSABLE"]
 LATENCIES: tuple[str, ...] = ("ttft", "ttfo", "itl", "tpot", "e2e", "e2e_from_scheduled")
 THROUGHPUTS: tuple[str, ...] = ("requests_per_s", "output_tokens_per_s")
 JUDGED: tuple[str, ...] = ("mean", "p50", "p90", "p95", "p99", "p99_9")
@@ -224,7 +223,7 @@ def judge(table: Table, tolerances: Tolerances) -> Validity:
     lag = table["load"]["loop_lag_ms"]
     if lag["count"] and lag["p99"] is not None and lag["p99"] > LOOP_LAG_P99_WARN_MS:
         warnings.append(f"event-loop lag p99 {lag['p99']:.1f} ms")
-    verdict: Verdict = "INVALID" if reasons else "VALID"
+    verdict: ValidityVerdict = "INVALID" if reasons else "VALID"
     if not table["requests"]["ok"]:
         verdict = "UNUSABLE"
         reasons.insert(0, "no successful request was measured" + _first_error(table))
@@ -251,18 +250,20 @@ def apply(figures: Figures, tolerances: Tolerances | None = None) -> Summary:
     reasons: list[str] = []
     warnings: list[str] = []
     worst: Worst | None = None
+    steps: list[StepSummary] = []
     for step in figures["steps"]:
-        step["validity"] = judge(step, tolerances)
+        step_validity = judge(step, tolerances)
+        steps.append({**step, "validity": step_validity})
         where = f"step {step['step']} ({step['label']})"
-        if step["validity"]["verdict"] == "UNUSABLE":
+        if step_validity["verdict"] == "UNUSABLE":
             reasons.append(f"{where}: measured no successful request")
         else:
-            reasons += [f"{where}: {r}" for r in step["validity"]["reasons"]]
-        warnings += [f"{where}: {w}" for w in step["validity"]["warnings"]]
-        cell = step["validity"]["worst"]
+            reasons += [f"{where}: {r}" for r in step_validity["reasons"]]
+        warnings += [f"{where}: {w}" for w in step_validity["warnings"]]
+        cell = step_validity.get("worst")
         if cell is not None and (worst is None or cell["ratio"] > worst["ratio"]):
             worst = cell | {"step": step["step"], "label": step["label"]}
-    verdict: Verdict = "INVALID" if reasons else "VALID"
+    verdict: ValidityVerdict = "INVALID" if reasons else "VALID"
     if not figures["overall"]["requests"]["ok"]:
         verdict = "UNUSABLE"
         reasons = ["no request succeeded" + _first_error(figures["overall"])]
@@ -273,4 +274,4 @@ def apply(figures: Figures, tolerances: Tolerances | None = None) -> Summary:
         "tolerances": tolerances.as_dict(),
         "worst": worst,
     }
-    return cast(Summary, {**figures, "validity": judged})
+    return cast(Summary, {**figures, "steps": steps, "validity": judged})

@@ -24,7 +24,7 @@ from harness.client.release import Release
 from harness.client.request import ApiKey, ClientConfig, chunk_validator, request_headers
 from harness.records.record import Record
 from harness.records.sse import SSEError, SSEParser
-from harness.records.stream import StreamState, refused
+from harness.records.stream import StreamState, record_refusal
 
 
 class Client:
@@ -156,7 +156,7 @@ class Client:
     async def _failed(self, response: aiohttp.ClientResponse, record: Record) -> None:
         raw = await response.read()
         record.end_ns = time.perf_counter_ns() - self.origin_ns
-        refused(record, response.status, raw, response.headers.get("Retry-After"))
+        record_refusal(record, response.status, raw, response.headers.get("Retry-After"))
 
     async def _stream(self, response: aiohttp.ClientResponse, timed: TimedProtocol | None, record: Record) -> None:
         parser = SSEParser()

@@ -176,7 +176,7 @@ def _ground_truth(t: Target, directory: Path) -> int:
     return truth.write(directory / truth.TRUTH_FILE, found)
 
 
-def _job(args: argparse.Namespace, t: Target, run_id: str, defaults: Defaults, traced: bool) -> int:
+def _main_job(args: argparse.Namespace, t: Target, run_id: str, defaults: Defaults, traced: bool) -> int:
     directory = args.output_dir / run_id
     if args.conformance:
         _say(2, "conformance suite")
@@ -227,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         secrets = [secret, *([args.api_key_2] if args.api_key_2 else [])]
         target = _checked(Target.of(args.base_url, secrets, args.model or "", args.base_url))
         directory.mkdir(parents=True, exist_ok=True)
-        return _job(args, target, run_id, DEFAULTS["url"], args.ground_truth)
+        return _main_job(args, target, run_id, DEFAULTS["url"], args.ground_truth)
     if args.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         print(VLLM_MISSING, file=sys.stderr)
         return 2
@@ -251,7 +251,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"      {s.base_url} serving {s.model} (at lower CPU priority than the client)", flush=True)
         described = dataclasses.replace(s, description=f"reference server ({args.engine} engine)")
         # Its own server's first answer may come slowly (an engine warming up): no 10-second budget for that.
-        return _job(args, _checked(described, budget_s=120), run_id, DEFAULTS[args.engine], True)
+        return _main_job(args, _checked(described, budget_s=120), run_id, DEFAULTS[args.engine], True)
 
 
 def _checked(target: Target, budget_s: float = BUDGET_S) -> Target:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.analysis import regression
 from harness.analysis.frame import latency_samples
-from harness.analysis.regression import Settings
+from harness.analysis.regression import ComparisonSettings
 from harness.analysis.stats import Floats
 from harness.gate.checks import absolute_checks
 from harness.gate.thresholds import load_summary, load_thresholds
@@ -35,7 +35,7 @@ def evaluate(summary_path: Path, thresholds_path: Path | None, baseline_path: Pa
             verdict.comparisons = regression.compare(
                 _samples(baseline_path.parent, "baseline"),
                 _samples(summary_path.parent, "run"),
-                Settings.from_table(thresholds.get("regression", {})),
+                ComparisonSettings.from_table(thresholds.get("regression", {})),
             )
     except (Unusable, OSError) as exc:
         verdict.unusable = str(exc)

@@ -35,7 +35,7 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def refused(record: Record, status: int, raw: bytes, retry_after: str | None) -> None:
+def record_refusal(record: Record, status: int, raw: bytes, retry_after: str | None) -> None:
     """A response that is not 200: its error kind, and the message of its error envelope when it has one."""
     message = raw[:300].decode("utf-8", "replace")
     try:

@@ -227,9 +227,9 @@ def test_an_unusable_input_is_written_as_an_error(tmp_path: Path) -> None:
 def test_too_few_samples_skip_a_quantile() -> None:
     rng = np.random.default_rng(0)
     small = rng.lognormal(0, 0.3, 100)
-    result = regression.compare_one("ttft", "p99", small, small * 2, regression.Settings(), tests=1)
+    result = regression.compare_one("ttft", "p99", small, small * 2, regression.ComparisonSettings(), tests=1)
     assert result.status == "skip" and "100 < 500" in result.detail
-    result = regression.compare_one("ttft", "p50", small, small * 2, regression.Settings(), tests=1)
+    result = regression.compare_one("ttft", "p50", small, small * 2, regression.ComparisonSettings(), tests=1)
     assert result.status == "fail" and result.change == pytest.approx(1.0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.analysis.regression import Settings, compare, compare_one, incompatibilities
+from harness.analysis.regression import ComparisonSettings, compare, compare_one, incompatibilities
 
 RNG = np.random.default_rng(7)
 BASE = RNG.lognormal(mean=np.log(100.0), sigma=0.2, size=400)
@@ -13,30 +13,32 @@ BASE = RNG.lognormal(mean=np.log(100.0), sigma=0.2, size=400)
 
 def test_the_same_distribution_passes_within_noise() -> None:
     again = np.random.default_rng(8).lognormal(mean=np.log(100.0), sigma=0.2, size=400)
-    result = compare_one("ttft", "p50", BASE, again, Settings(), tests=1)
+    result = compare_one("ttft", "p50", BASE, again, ComparisonSettings(), tests=1)
     assert result.status == "pass" and result.change is not None and abs(result.change) < 0.05
     assert result.ci_low is not None and result.ci_high is not None and result.ci_low < 0 < result.ci_high
 
 
 def test_a_twenty_percent_slowdown_fails_with_its_interval_above_the_floor() -> None:
-    result = compare_one("ttft", "p50", BASE, BASE * 1.2, Settings(), tests=1)
+    result = compare_one("ttft", "p50", BASE, BASE * 1.2, ComparisonSettings(), tests=1)
     assert result.status == "fail" and result.change is not None and abs(result.change - 0.2) < 1e-9
     assert result.ci_low is not None and result.ci_low > 0.025 and "regression" in result.detail
 
 
 def test_a_real_but_small_effect_is_allowed() -> None:
-    result = compare_one("ttft", "p50", BASE, BASE * 1.03, Settings(min_effect=0.05), tests=1)
+    result = compare_one("ttft", "p50", BASE, BASE * 1.03, ComparisonSettings(min_effect=0.05), tests=1)
     assert result.status == "pass" and "within the 5% allowed" in result.detail
 
 
 def test_a_tail_quantile_needs_enough_samples_for_its_tail() -> None:
     # p99 needs 5 samples beyond it: 500 samples; 400 are too few.
-    result = compare_one("e2e", "p99", BASE, BASE, Settings(), tests=1)
+    result = compare_one("e2e", "p99", BASE, BASE, ComparisonSettings(), tests=1)
     assert result.status == "skip" and "too few samples for p99 (400 < 500)" in result.detail
 
 
 def test_every_metric_and_quantile_of_the_settings_is_compared() -> None:
-    found = compare({"ttft": BASE, "e2e": BASE}, {"ttft": BASE, "e2e": BASE * 2}, Settings(metrics=("ttft", "e2e")))
+    found = compare(
+        {"ttft": BASE, "e2e": BASE}, {"ttft": BASE, "e2e": BASE * 2}, ComparisonSettings(metrics=("ttft", "e2e"))
+    )
     assert [(c.metric, c.quantile, c.status) for c in found] == [
         ("ttft", "p50", "pass"),
         ("ttft", "p99", "skip"),

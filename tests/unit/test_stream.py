@@ -7,7 +7,7 @@ import orjson
 from harness.records.outputs import OutputSpec
 from harness.records.record import Record
 from harness.records.sse import SSEParser
-from harness.records.stream import StreamState, refused
+from harness.records.stream import StreamState, record_refusal
 
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 
@@ -53,7 +53,7 @@ def test_a_stream_cut_short_is_a_failure_at_the_time_it_ended() -> None:
 def test_a_refused_request_keeps_the_envelope_message_and_retry_after() -> None:
     record = Record()
     envelope = {"error": {"message": "Too many concurrent requests", "type": "rate_limit_error", "code": None}}
-    refused(record, 429, orjson.dumps(envelope), "1")
+    record_refusal(record, 429, orjson.dumps(envelope), "1")
     assert (record.error_kind, record.error_detail, record.retry_after_s) == (
         "rate_limited",
         "Too many concurrent requests",
@@ -63,7 +63,7 @@ def test_a_refused_request_keeps_the_envelope_message_and_retry_after() -> None:
 
 def test_a_refused_request_without_an_envelope_keeps_the_start_of_its_body() -> None:
     record = Record()
-    refused(record, 502, b"<html>Bad Gateway</html>", None)
+    record_refusal(record, 502, b"<html>Bad Gateway</html>", None)
     assert (record.error_kind, record.error_detail, record.retry_after_s) == (
         "http_5xx",
         "502: <html>Bad Gateway</html>",
