@@ -18,10 +18,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import orjson
+
+from harness.records.lines import JsonLines
 
 ErrorKind = Literal[
     "rate_limited",
@@ -222,32 +223,17 @@ def apportion(chunk_chars: Sequence[int], total_tokens: int | None) -> list[int]
     return tokens
 
 
-class RecordWriter:
+class RecordWriter(JsonLines):
     """Appends a run's lines to `records.jsonl` as they come; flushed at every step and on close."""
 
     def __init__(self, path: Path, run: RunInfo) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file: IO[bytes] = path.open("wb")
-        self._file.write(orjson.dumps(run) + b"\n")
+        super().__init__(path, run)
 
     def write(self, record: Record) -> None:
-        self._file.write(orjson.dumps(record) + b"\n")
+        self.line(record)
 
     def write_step(self, step: StepInfo) -> None:
-        self._file.write(orjson.dumps(step) + b"\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self.line(step, flush=True)
 
 
 def _build(cls: type[_T], obj: dict[str, Any]) -> _T:

@@ -15,11 +15,12 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
+
+from harness.records.lines import JsonLines
 
 SERVER_METRICS_FILE = "server_metrics.jsonl"
 
@@ -90,18 +91,11 @@ def parse(text: str) -> tuple[Family, ...]:
     return families
 
 
-def _dumps(value: object) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-
-
-class ServerMetricsWriter:
+class ServerMetricsWriter(JsonLines):
     """Writes the source line, then each scrape as it is given."""
 
     def __init__(self, path: Path, source: Source) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file: IO[bytes] = path.open("wb")
-        self._file.write(_dumps(source))
+        super().__init__(path, source)
 
     def write(self, scrape: Scrape) -> None:
         line = {
@@ -116,18 +110,7 @@ class ServerMetricsWriter:
                 for f in scrape.families
             ],
         }
-        self._file.write(_dumps(line))
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self.line(line)
 
 
 def write(path: Path, source: Source, scrapes: Iterable[Scrape]) -> None:

@@ -12,6 +12,7 @@ from harness.analysis import families, server
 from harness.analysis.shape import Distribution
 from harness.records.record import Record, StepInfo
 from harness.records.server_metrics import Scrape, ServerMetrics, Source, parse
+from tests.integration.vllm_telemetry import VLLM_SOURCES
 
 S = 1_000_000_000
 RUNNING = [0, 4, 6, 8, 0]
@@ -68,16 +69,9 @@ def test_each_common_name_is_read_from_the_first_family_that_holds_it() -> None:
     # The reference server on the vLLM engine exports both: vLLM's own names win over the server's llm_*.
     ours = "# TYPE llm_engine_running_sequences gauge\nllm_engine_running_sequences 99\n"
     found = families.read(scrapes([vllm_text(i) + ours for i in range(5)]).ok)
-    assert {name: s.family for name, s in found.items()} == {
-        "running": "vllm:num_requests_running",
-        "waiting": "vllm:num_requests_waiting",
-        "kv_cache_usage": "vllm:kv_cache_usage_perc",
-        "prefix_cache_queries": "vllm:prefix_cache_queries",
-        "prefix_cache_hits": "vllm:prefix_cache_hits",
-        "preemptions": "vllm:num_preemptions",
-        "generation_tokens": "vllm:generation_tokens",
-        "ttft": "vllm:time_to_first_token_seconds",
-    }
+    shown = ("running", "waiting", "kv_cache_usage", "prefix_cache_queries", "prefix_cache_hits", "preemptions",
+             "generation_tokens", "ttft")  # fmt: skip
+    assert {name: s.family for name, s in found.items()} == {name: VLLM_SOURCES[name] for name in shown}
     assert found["running"].values.tolist() == RUNNING
 
 
