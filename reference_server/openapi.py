@@ -166,7 +166,7 @@ def _info() -> dict[str, Any]:
 
 
 def _service_paths() -> dict[str, Any]:
-    """The paths that take no key: liveness, metrics, this document."""
+    """The paths that take no key: liveness, metrics, version, this document."""
     return {
         "/health": {
             "get": {
@@ -183,6 +183,12 @@ def _service_paths() -> dict[str, Any]:
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     }
                 },
+            }
+        },
+        "/version": {
+            "get": {
+                "summary": "This server's version, its engine and the engine library's version",
+                "responses": {"200": {"description": "Versions by name.", "content": _json_of({"type": "object"})}},
             }
         },
         "/openapi.json": {

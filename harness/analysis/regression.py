@@ -9,7 +9,8 @@ alone and a real 2% change pass, a real 10% regression fails. A one-sided Mann-W
 than baseline) is reported beside it for the whole distribution.
 
 Quantiles that the runs are too small to estimate (fewer than `min_tail_samples` samples above them) are skipped.
-A baseline is only comparable when it measured the same target in the same way (`incompatibilities`).
+A baseline is only comparable when it measured the same target in the same way (`incompatibilities`); when it was
+measured on another machine or other software, the comparison goes on with a note (`environment_differences`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,27 @@ def incompatibilities(baseline: Mapping[str, Any], current: Mapping[str, Any]) -
     for key in _PROMPT_KEYS:
         differ(f"prompts {key}", base_prompts.get(key), prompts.get(key))
     return problems
+
+
+_MACHINE_KEYS = ("cpu", "cpus", "memory_gib", "os", "kernel", "python", "harness", "gpus")
+_SOFTWARE_KEYS = ("server_header", "version")
+
+
+def environment_differences(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """How the machine and software the baseline was measured on differ from this run's (empty: the same, as far as
+    both recorded). A note for the reader, not a reason to refuse the comparison."""
+    before, now = baseline.get("environment"), current.get("environment")
+    if not before or not now:
+        return [] if not before and not now else [f"only {'this run' if now else 'the baseline'} recorded its machine"]
+    notes: list[str] = []
+    pairs = [(f"client {k}", before["client"].get(k), now["client"].get(k)) for k in _MACHINE_KEYS]
+    old, new = before["client"].get("packages") or {}, now["client"].get("packages") or {}
+    pairs += [(f"client {name}", old.get(name), new.get(name)) for name in sorted(set(old) | set(new))]
+    pairs += [(f"target {k.replace('_', ' ')}", before["target"].get(k), now["target"].get(k)) for k in _SOFTWARE_KEYS]
+    for what, a, b in pairs:
+        if a != b:
+            notes.append(f"{what}: baseline {a!r}, this run {b!r}")
+    return notes
 
 
 def _bootstrap(values: Floats, q: float, resamples: int, rng: np.random.Generator) -> Floats:

@@ -4,7 +4,8 @@ Every figure comes from the records: which requests a step measures and its serv
 (`harness.analysis.service`), the per-request metrics (`harness.analysis.frame`), each step's table with the error
 bound of every number (`harness.analysis.table`, `harness.analysis.bounds`), the sweep's knee and limit behaviour
 (`harness.analysis.sweep`), the timing error against the server's ground truth (`harness.analysis.accuracy`), the
-figures of sessions, prefix caching and trace replay (`harness.analysis.traffic`) and the verdict from the bounds
+figures of sessions, prefix caching and trace replay (`harness.analysis.traffic`), the server's own view of each
+step from its scraped Prometheus metrics (`harness.analysis.server`) and the verdict from the bounds
 (`harness.analysis.validity`). The summary is checked against `schemas/summary.json` before it
 is written; `harness.analysis.shape` gives its types.
 """
@@ -21,11 +22,21 @@ import numpy as np
 import orjson
 
 import schemas
-from harness.analysis import bounds, capacity, repeats, saturation, service, steady, validity
+from harness.analysis import bounds, capacity, repeats, saturation, server, service, steady, validity
 from harness.analysis.accuracy import timing_errors
 from harness.analysis.frame import rejections, request_frame
 from harness.analysis.objectives import Objectives
-from harness.analysis.shape import Capacity, Conformance, Failure, Figures, Repeats, StepSummary, Summary
+from harness.analysis.shape import (
+    Capacity,
+    Conformance,
+    Failure,
+    Figures,
+    Repeats,
+    RunEnvironment,
+    StepSummary,
+    Summary,
+    Table,
+)
 from harness.analysis.slo import Slo
 from harness.analysis.stats import round6 as _round
 from harness.analysis.sweep import knee, limit_behaviour
@@ -33,6 +44,7 @@ from harness.analysis.table import Group, load_figures, loop_estimate_ms, offere
 from harness.analysis.traffic import traffic
 from harness.records.record import Record, RunFile, StepInfo
 from harness.records.rundir import CONFORMANCE_RESULT, SUMMARY_FILE, RunDir
+from harness.records.server_metrics import ServerMetrics
 from harness.records.truth import Truth
 
 VERSION = 1
@@ -51,7 +63,11 @@ def build_summary(
     if slo is None and isinstance(search, dict):  # a search's goodput is judged with its own per-request SLOs
         slo = Objectives.from_dict(search.get("slo") or {}).per_request
     summary = summarize(
-        rd.run, slo, concurrency_limit=limit if limit is not None else concurrency_limit(rd), truth=rd.truth
+        rd.run,
+        slo,
+        concurrency_limit=limit if limit is not None else concurrency_limit(rd),
+        truth=rd.truth,
+        server_metrics=rd.server_metrics,
     )
     summary = validity.apply(summary, tolerances or _kept_tolerances(rd.previous))
     summary["conformance"] = _conformance(rd)
@@ -78,11 +94,12 @@ def summarize(
     *,
     concurrency_limit: int | None = None,
     truth: Mapping[str, Truth] | None = None,
+    server_metrics: ServerMetrics | None = None,
 ) -> Figures:
     """The run's figures: a table per step and one over every measured request (no verdict, no conformance yet).
 
     With the target's per-key `concurrency_limit` it says whether the limit showed as it should; with the
-    server's ground truth, how far the measured timings are from it.
+    server's ground truth, how far the measured timings are from it; with the server's own metrics, what it saw.
     """
     run, windows = steady.settle(run)
     measured = service.measured(run.requests, run.steps)
@@ -121,8 +138,20 @@ def summarize(
         "limit": None if concurrency_limit is None else limit_behaviour(steps, concurrency_limit, _keys(measured)),
         "timing_error_ms": timing_errors(measured, truth, estimates) if truth else None,
         "traffic": traffic(measured, run.run.config),
+        "environment": cast(RunEnvironment, run.run.environment) if run.run.environment else None,
     }
+    if server_metrics is not None:
+        summary["server_metrics"] = _server(server.Scraped(server_metrics), run, steps, cast(Table, overall))
     return cast(Figures, summary)
+
+
+def _server(scraped: server.Scraped, run: RunFile, steps: Sequence[StepSummary], overall: Table) -> Any:
+    """The server's own view of each step and of the whole run, put beside the client's; what was scraped."""
+    windows = server.windows(run.steps)
+    for step in steps:
+        step["server"] = server.figures(scraped, run.requests, [windows[step["step"]]], step["latency_ms"].get("ttft"))
+    overall["server"] = server.figures(scraped, run.requests, list(windows.values()), overall["latency_ms"].get("ttft"))
+    return server.summary(scraped)
 
 
 def _step(

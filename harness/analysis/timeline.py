@@ -34,7 +34,7 @@ def timeline(run: RunFile, bin_s: float | None = None) -> pd.DataFrame:
     not recorded: they are spread evenly over the time it was throttled.
     """
     records = [r for r in run.requests if r.sent_ns is not None]
-    ends = np.array([_last_ns(r) for r in records], dtype=np.float64) / 1e9
+    ends = np.array([last_ns(r) for r in records], dtype=np.float64) / 1e9
     sent = np.array([r.sent_ns for r in records], dtype=np.float64) / 1e9
     span = float(ends.max()) if len(ends) else 0.0
     width = bin_s or _bin_width(span)
@@ -77,7 +77,7 @@ def timeline(run: RunFile, bin_s: float | None = None) -> pd.DataFrame:
     )
 
 
-def _last_ns(r: Record) -> int:
+def last_ns(r: Record) -> int:
     """When a request was over: its end, else the last thing seen of it."""
     for value in (r.end_ns, r.chunk_ns[-1] if r.chunk_ns else None, r.headers_ns, r.sent_ns):
         if value is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.analysis import validity
 from harness.analysis.summary import build_summary, write_summary
 from harness.commands import capacity_options, traffic
-from harness.commands.options import floats, header, ints, ramp
+from harness.commands.options import add_server_metrics_arguments, floats, header, ints, ramp, scrape_config
 from harness.environment import Environment
 from harness.load.bench import BenchConfig, Prompts, PromptSource, execute, stopped_early
 from harness.load.plan import ARRIVALS, StepPlan, repeated, sweep
@@ -26,7 +26,7 @@ from harness.load.progress import Progress
 from harness.load.prompts import LengthDistribution
 from harness.load.runner import CalibrationFailed
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, max_error_rate
-from harness.records import rundir
+from harness.records import rundir, server_metrics
 from harness.records.outputs import OutputSpec
 from harness.report.capacity import capacity_lines, search_line, trial_printer
 from harness.report.console import format_table
@@ -187,6 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     traffic.add_arguments(parser)
     capacity_options.add_arguments(parser)
+    add_server_metrics_arguments(parser)
 
 
 def plans(args: argparse.Namespace, workload: traffic.Traffic | None = None) -> tuple[StepPlan, ...]:
@@ -292,6 +293,7 @@ def config_of(args: argparse.Namespace, tolerances: validity.Tolerances | None =
         trace=workload.trace,
         search=search,
         step_options=capacity_options.step_options(args),
+        scrape=scrape_config(args),
     )
 
 
@@ -332,7 +334,8 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, OSError, PreflightError, CalibrationFailed) as exc:
             print(f"harness bench: {exc}", file=sys.stderr)
             return 2
-    kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None)
+    scraped = server_metrics.read(directory / server_metrics.SERVER_METRICS_FILE)
+    kept = rundir.RunDir(directory, [directory / "records.jsonl"], run_file, None, {}, None, scraped)
     summary = build_summary(kept, args.slo.per_request if args.slo else None, tolerances=tolerances)
     path = write_summary(directory, summary)
     print(format_table(summary))

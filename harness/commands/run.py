@@ -28,7 +28,7 @@ from pathlib import Path
 from harness.analysis import validity
 from harness.analysis.summary import read_summary
 from harness.commands import capacity_options
-from harness.commands.options import users
+from harness.commands.options import add_server_metrics_arguments, scrape_config, users
 from harness.conformance.session import CheckConfig
 from harness.conformance.session import execute as execute_checks
 from harness.environment import Environment
@@ -114,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--output-dir", type=Path, default=Path("reports"))
     out.add_argument("--run-id")
     out.add_argument("--no-progress", dest="progress", action="store_false")
+    add_server_metrics_arguments(parser)
 
 
 def _say(n: int, text: str) -> None:
@@ -167,6 +168,7 @@ def sweep_config(args: argparse.Namespace, t: Target, defaults: Defaults, run_id
         trace_timing=traced,
         output_dir=args.output_dir,
         run_id=run_id,
+        scrape=scrape_config(args),
     )
 
 

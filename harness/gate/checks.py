@@ -1,6 +1,7 @@
 """The absolute checks of a gate: each threshold against the run's summary (a chosen step, or the whole run).
 
-Thresholds name the figures they bound (`ttft_p99_ms_max`, `goodput_fraction_min`, …); a figure the run lacks is
+Thresholds name the figures they bound (`ttft_p99_ms_max`, `goodput_fraction_min`, …, and of the server's own view
+from its scraped metrics `server_preemptions_max`, `server_queue_time_p99_ms_max`, …); a figure the run lacks is
 skipped, not failed. The limit checks judge the per-key limit again when the thresholds name another limit than
 the one the run recorded.
 """
@@ -11,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from harness.analysis.shape import Limit, Summary, Table
+from harness.analysis.shape import Limit, ServerStep, Summary, Table
 from harness.analysis.sweep import limit_behaviour
 from harness.gate.verdict import Check, Unusable
 
@@ -41,6 +42,25 @@ def _wait_p99(table: Table) -> float | None:
     return None if service is None else service["wait_for_service_ms"]["p99"]
 
 
+def _server_figure(figure: Callable[[ServerStep], float | None]) -> Figure:
+    """A figure of the server's own view of the table's requests (None: its metrics were not scraped)."""
+
+    def read(table: Table) -> float | None:
+        found = table.get("server")
+        return None if found is None else figure(found)
+
+    return read
+
+
+def _server_stat(name: Literal["ttft_ms", "queue_time_ms"], stat: Literal["p50", "p99"]) -> Figure:
+    return _server_figure(lambda s: None if (d := s[name]) is None else d[stat])
+
+
+def _kv_cache_max(s: ServerStep) -> float | None:
+    gauge = s["kv_cache_usage"]
+    return None if gauge is None else gauge["max"]
+
+
 def _timing(metric: Literal["ttft", "itl"], stat: Literal["p50", "p99"]) -> Callable[[Summary], float | None]:
     def figure(summary: Summary) -> float | None:
         errors = summary.get("timing_error_ms")
@@ -62,6 +82,10 @@ _TABLE_BOUNDS: dict[str, tuple[Figure, Kind]] = {
     "chunk_conformance_error_rate_max": (lambda table: table["rates"]["conformance_error"], "max"),
     "starved_users_max": (_starved, "max"),
     "wait_for_service_p99_ms_max": (_wait_p99, "max"),
+    "server_preemptions_max": (_server_figure(lambda s: s["preemptions"]), "max"),
+    "server_queue_time_p99_ms_max": (_server_stat("queue_time_ms", "p99"), "max"),
+    "server_ttft_p99_ms_max": (_server_stat("ttft_ms", "p99"), "max"),
+    "server_kv_cache_usage_max": (_server_figure(_kv_cache_max), "max"),
 }
 
 

@@ -29,6 +29,9 @@ def evaluate(summary_path: Path, thresholds_path: Path | None, baseline_path: Pa
         verdict.checks = absolute_checks(summary, thresholds.get("absolute", {}))
         if baseline_path is not None:
             baseline = load_summary(baseline_path, "baseline")
+            verdict.notes = [
+                f"measured elsewhere: {note}" for note in regression.environment_differences(baseline, summary)
+            ]
             problems = regression.incompatibilities(baseline, summary)
             if problems:
                 raise Unusable("the baseline is not comparable: " + "; ".join(problems))

@@ -41,6 +41,8 @@ def _pct(value: float | None) -> str:
 def markdown(verdict: Verdict) -> str:
     icon = {"pass": "✅", "fail": "❌", "skip": "➖"}
     lines = [f"## Gate: **{verdict.word}** — run `{verdict.run_id}`", ""]
+    if verdict.notes:
+        lines += [*(f"- note: {note}" for note in verdict.notes), ""]
     if verdict.unusable is not None:
         return "\n".join([*lines, f"The input cannot be judged: {verdict.unusable}", ""])
     if verdict.checks:

@@ -32,6 +32,7 @@ class Verdict:
     checks: list[Check] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     unusable: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader should know, such as another machine
 
     @property
     def code(self) -> int:

@@ -7,6 +7,10 @@ It returns the run's records; figures and verdicts come later, from them (`harne
 configuration is parsed once at the edge (`harness.commands.bench`). The workload is the prompts in turn, with
 shared prefixes if asked (`harness.load.prompts`), a trace's requests at its times (`harness.load.traces`) or
 multi-turn sessions (`harness.load.sessions`).
+
+Around the load, off its event loop: what the run is measured on is read first (`harness.target.provenance`, kept in
+the run line), and the target's Prometheus metrics are scraped on a thread from the run's start to its end
+(`harness.target.telemetry`), into `server_metrics.jsonl` beside the records.
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ from harness.load.sessions import Sessions
 from harness.load.stop_rule import DEFAULT_MAX_ERROR_RATE, StopRule
 from harness.records.outputs import OutputSpec
 from harness.records.record import RecordWriter, RunFile, RunInfo, new_run_id
+from harness.records.server_metrics import SERVER_METRICS_FILE
+from harness.target import provenance, telemetry
 from harness.target.endpoint import Target
+from harness.target.telemetry import ScrapeConfig
 from schemas import ChatFamily, Profile, family_for_model
 
 _T = TypeVar("_T")
@@ -88,6 +95,7 @@ class BenchConfig:
     trace: traces.Replay | None = None  # a trace's requests at its times instead of prompts
     search: SearchConfig | None = None  # a capacity search: its trials instead of `plans` (their template)
     step_options: StepOptions = field(default_factory=StepOptions)
+    scrape: ScrapeConfig = field(default_factory=ScrapeConfig)  # the target's Prometheus metrics
 
     @property
     def exact_lengths(self) -> bool:
@@ -118,11 +126,20 @@ def execute(
 
     In a capacity search `on_trial` hears of each trial as it is judged.
     """
-    return run_async(lambda: _execute(config, target, progress, on_trial), config.uvloop)
+    environment = provenance.describe(target, config.headers)
+    metrics = telemetry.resolve(config.scrape, target)
+    if metrics.notice is not None:
+        print(f"note: {metrics.notice}", file=sys.stderr)
+    return run_async(lambda: _execute(config, target, progress, on_trial, environment, metrics), config.uvloop)
 
 
 async def _execute(
-    config: BenchConfig, target: Target, progress_enabled: bool, on_trial: Callable[[Trial], None] | None
+    config: BenchConfig,
+    target: Target,
+    progress_enabled: bool,
+    on_trial: Callable[[Trial], None] | None,
+    environment: dict[str, Any],
+    metrics: telemetry.Resolved,
 ) -> tuple[RunFile, Path]:
     family = config.prompts.family or family_for_model(target.model)
     # A search's trials reach loads no plan names in advance: no cap on connections.
@@ -136,16 +153,24 @@ async def _execute(
                 print(f"warning: {warning}", file=sys.stderr)
         run_id = config.run_id or new_run_id()
         workload = _workload(config, client.config, calibration, family, run_id)
-        info = RunInfo.start(run_id, target=_described(config, target),
-                             config=run_config(config, calibration, target))  # fmt: skip
+        recorded = run_config(config, calibration, target) | {"server_metrics": metrics.config()}
+        info = RunInfo.start(run_id, target=_described(config, target), config=recorded,
+                             environment=environment)  # fmt: skip
         client.origin_ns = info.origin_ns
         directory = config.output_dir / info.run_id
-        with RecordWriter(directory / "records.jsonl", info) as writer:
-            options = replace(config.step_options, trial_stops=config.search is not None)
-            runner = Runner(client, info, (), writer, Progress(progress_enabled),
-                            stop_rule=StopRule(config.stop_error_rate), workload=workload, options=options)  # fmt: skip
-            search = config.search
-            await runner.execute(config.plans if search is None else _trials(search, config.plans[0], runner, on_trial))
+        scraper = None if metrics.url is None else telemetry.Scraper(metrics.url, config.scrape, info.origin_ns).start()
+        try:
+            with RecordWriter(directory / "records.jsonl", info) as writer:
+                options = replace(config.step_options, trial_stops=config.search is not None)
+                stop_rule = StopRule(config.stop_error_rate)
+                runner = Runner(client, info, (), writer, Progress(progress_enabled), stop_rule=stop_rule,
+                                workload=workload, options=options)  # fmt: skip
+                search = config.search
+                plans = config.plans if search is None else _trials(search, config.plans[0], runner, on_trial)
+                await runner.execute(plans)
+        finally:
+            if scraper is not None:
+                print(scraper.stop(directory / SERVER_METRICS_FILE, info.run_id).describe(), file=sys.stderr)
     return RunFile(info, runner.steps, runner.records), directory
 
 

@@ -18,10 +18,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import orjson
+
+from harness.records.lines import JsonLines
 
 ErrorKind = Literal[
     "rate_limited",
@@ -131,7 +132,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """The first line of a run file. `origin_ns` is `time.perf_counter_ns()` at the run's start."""
+    """The first line of a run file. `origin_ns` is `time.perf_counter_ns()` at the run's start; `environment` is
+    what the run was measured on (`harness.target.provenance`; empty when its writer did not say)."""
 
     run_id: str
     started_at: str
@@ -142,18 +144,26 @@ class RunInfo:
     pid: int = 0
     target: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
     type: Literal["run"] = "run"
     clock: str = "perf_counter_ns"
 
     @classmethod
     def start(
-        cls, run_id: str, *, tool: str = "harness bench", target: dict[str, Any], config: dict[str, Any]
+        cls,
+        run_id: str,
+        *,
+        tool: str = "harness bench",
+        target: dict[str, Any],
+        config: dict[str, Any],
+        environment: dict[str, Any] | None = None,
     ) -> RunInfo:
         # Read both clocks back to back: the pair maps every monotonic timestamp of the run to wall time.
         origin_ns = time.perf_counter_ns()
         unix_ns = time.time_ns()
         started = datetime.fromtimestamp(unix_ns / 1e9, UTC).isoformat(timespec="milliseconds")
-        return cls(run_id, started, unix_ns, origin_ns, tool, socket.gethostname(), os.getpid(), target, config)
+        host, pid = socket.gethostname(), os.getpid()
+        return cls(run_id, started, unix_ns, origin_ns, tool, host, pid, target, config, environment or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,32 +241,17 @@ def apportion(chunk_chars: Sequence[int], total_tokens: int | None) -> list[int]
     return tokens
 
 
-class RecordWriter:
+class RecordWriter(JsonLines):
     """Appends a run's lines to `records.jsonl` as they come; flushed at every step and on close."""
 
     def __init__(self, path: Path, run: RunInfo) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file: IO[bytes] = path.open("wb")
-        self._file.write(orjson.dumps(run) + b"\n")
+        super().__init__(path, run)
 
     def write(self, record: Record) -> None:
-        self._file.write(orjson.dumps(record) + b"\n")
+        self.line(record)
 
     def write_step(self, step: StepInfo) -> None:
-        self._file.write(orjson.dumps(step) + b"\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self.line(step, flush=True)
 
 
 def _build(cls: type[_T], obj: dict[str, Any]) -> _T:

@@ -7,7 +7,8 @@ their users and rates summed (each worker ran its share), their loop-lag samples
 busiest process kept (a client is the bottleneck when any one of its processes is).
 
 Beside the records may lie `conformance/result.json` (from `harness check` or `harness run`), the server's ground
-truth (`ground_truth.jsonl`) and an earlier `summary.json` (whose SLOs are kept).
+truth (`ground_truth.jsonl`), the server's own Prometheus metrics scraped during the run (`server_metrics.jsonl`) and
+an earlier `summary.json` (whose SLOs are kept).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from harness.records import truth
+from harness.records import server_metrics, truth
 from harness.records.record import Record, RunFile, StepInfo, read_run
 
 RECORDS_GLOB = "records*.jsonl"
@@ -38,6 +39,7 @@ class RunDir:
     conformance: dict[str, Any] | None
     truth: dict[str, truth.Truth]
     previous: dict[str, Any] | None
+    server_metrics: server_metrics.ServerMetrics | None = None
 
 
 def records_files(directory: Path) -> list[Path]:
@@ -152,4 +154,5 @@ def load(directory: Path) -> RunDir:
         _read_json(directory / CONFORMANCE_RESULT),
         truth.read(directory / truth.TRUTH_FILE),
         _read_json(directory / SUMMARY_FILE),
+        server_metrics.read(directory / server_metrics.SERVER_METRICS_FILE),
     )

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.analysis import validity
+import pandas as pd
+
+from harness.analysis import server, validity
 from harness.analysis.frame import latency_samples
 from harness.analysis.slo import Slo
 from harness.analysis.stats import Floats
@@ -18,6 +20,7 @@ from harness.analysis.summary import build_summary, write_summary
 from harness.analysis.timeline import timeline
 from harness.records import rundir
 from harness.report import html, plots
+from harness.report import server as server_section
 from harness.report.markdown import markdown
 
 HTML_FILE = "report.html"
@@ -51,6 +54,13 @@ def _output_dir(directories: Sequence[Path], labels: Sequence[str], output_dir: 
     return directories[0].resolve().parent / f"compare-{safe}"
 
 
+def _server_figure(rd: rundir.RunDir, frame: pd.DataFrame, label: str) -> bytes | None:
+    """The server's own metrics over the run against the client's timeline (None: none were scraped)."""
+    if rd.server_metrics is None:
+        return None
+    return server_section.figure(server.timeline(server.Scraped(rd.server_metrics)), frame, rd.run.steps, label)
+
+
 def build(
     directories: Sequence[Path],
     labels: str | None = None,
@@ -71,13 +81,11 @@ def build(
         summaries.append(write_summary(directory, summary))
         run_limit = found["concurrency_limit"] if (found := summary.get("limit")) else None
         frame = timeline(rd.run)
+        drawn = plots.timeline(frame, rd.run.steps, run_limit, label)
         search = summary.get("capacity")
         searched = plots.capacity(search, label) if search else None
-        parts.append(
-            html.RunPart(
-                label, summary, rd.conformance, plots.timeline(frame, rd.run.steps, run_limit, label), searched
-            )
-        )
+        server_png = _server_figure(rd, frame, label)
+        parts.append(html.RunPart(label, summary, rd.conformance, drawn, searched, server_png))
         samples.append((label, latency_samples(rd.run)))
     figures = html.Figures(
         plots.cdfs(samples), plots.sweep([(p.label, p.summary) for p in parts]), plots.lengths(samples)

@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from harness.analysis.shape import Summary
-from harness.report import capacity, tables, traffic
+from harness.report import capacity, provenance, server, tables, traffic
 from harness.report.tables import Table
 
 _CSS = """
@@ -53,6 +53,7 @@ class RunPart:
     conformance: Mapping[str, Any] | None  # the full conformance result, when there is one
     timeline_png: bytes
     capacity_png: bytes | None = None  # a capacity search's trials on their curve
+    server_png: bytes | None = None  # the server's own metrics over the run, when they were scraped
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +235,11 @@ def _header(parts: Sequence[RunPart], title: str) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = f"<header><h1>{escape(title)}</h1><div class='sub'>generated {generated} by harness report</div>"
     header += "".join(f"<div style='margin-top:8px'>{escape(p.label)}: {_badges(p.summary)}</div>" for p in parts)
+    header += "".join(
+        f"<div class='sub'>{escape(p.label)} measured on {escape(line)}</div>"
+        for p in parts
+        if (line := provenance.headline(p.summary))
+    )
     return header + "</header>"
 
 
@@ -285,10 +291,29 @@ def _traffic(label: str, body: traffic.Body) -> str:
     )
 
 
+def _server(part: RunPart) -> str:
+    """The server's own view of each step beside the client's (its Prometheus metrics), or why there is none."""
+    out = f"<h3>{escape(part.label)}</h3>"
+    line = server.sources_line(part.summary)
+    loads, latencies = server.load_table(part.summary), server.latency_table(part.summary)
+    if loads is None or latencies is None:
+        why = line or "No server metrics beside the records (the target's /metrics was not scraped)."
+        return out + f"<p class='note'>{escape(why)}</p>"
+    out += f"<p class='note'>{escape(line or '')}</p>" + table(loads) + table(latencies)
+    if part.server_png is not None:
+        out += image(part.server_png, "the server's metrics over the run")
+    return out + f"<p class='note'>{escape(server.NOTE)}</p>"
+
+
 def render(parts: Sequence[RunPart], figures: Figures) -> str:
     """The whole page."""
     title = "Load test report — " + " vs ".join(p.label for p in parts)
     targets = "".join(f"<div><h3>{escape(p.label)}</h3>{table(tables.target_table(p.summary))}</div>" for p in parts)
+    targets += "".join(
+        f"<div><h3>{escape(p.label)}: measured on</h3>{table(env)}</div>"
+        for p in parts
+        if (env := provenance.table(p.summary)) is not None
+    )
     body = [
         _section("target", "Target and configuration", f"<div class='runs'>{targets}</div>"),
         _section("validity", "Validity", "".join(_validity(p) for p in parts)),
@@ -301,6 +326,7 @@ def render(parts: Sequence[RunPart], figures: Figures) -> str:
         body.append(_section("timing", "Timing error against ground truth", timing))
     for anchor, heading, runs in traffic.by_section([(p.label, p.summary) for p in parts]):
         body.append(_section(anchor, heading, "".join(_traffic(label, found) for label, found in runs)))
+    body.append(_section("server", "Server", "".join(_server(p) for p in parts)))
     body.append(_section("cdfs", "Latency distributions", image(figures.cdfs_png, "latency CDFs")))
     sweep = (
         image(figures.sweep_png, "throughput and latency against load")

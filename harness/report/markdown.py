@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.analysis.shape import Summary
-from harness.report import capacity, tables, traffic
+from harness.report import capacity, provenance, server, tables, traffic
 from harness.report.tables import Table
 
 
@@ -80,6 +80,15 @@ def _searched(summary: Summary) -> list[str]:
     return lines
 
 
+def _server(summary: Summary, label: str | None) -> list[str]:
+    """The server's own view of each step, when its metrics were scraped."""
+    loads, latencies = server.load_table(summary), server.latency_table(summary)
+    if loads is None or latencies is None:
+        return []
+    heading = "### Server" + (f": {label}" if label else "")
+    return [heading, "", f"_{server.sources_line(summary)}_", "", md_table(loads), "", md_table(latencies), ""]
+
+
 def markdown(summaries: Sequence[Summary], labels: Sequence[str], page: str = "report.html") -> str:
     """The summary for a pull-request comment; `page` names the full report."""
     lines = [f"## Load test: {' vs '.join(labels)}", ""]
@@ -87,6 +96,8 @@ def markdown(summaries: Sequence[Summary], labels: Sequence[str], page: str = "r
         target = summary["target"]
         lines.append(f"**{label}** — {_headline(summary)}  ")
         lines.append(f"target: {target.get('description') or target.get('base_url')} · model `{target.get('model')}`")
+        if (measured_on := provenance.headline(summary)) is not None:
+            lines.append(f"measured on {measured_on}")
         lines += [*_details(summary), ""]
     if len(summaries) == 1:
         lines.append(md_table(tables.steps_table(summaries[0])))
@@ -101,5 +112,7 @@ def markdown(summaries: Sequence[Summary], labels: Sequence[str], page: str = "r
             lines += [f"**{label}**", ""] if len(summaries) > 1 else []
             for item in body:
                 lines += [md_table(item) if isinstance(item, Table) else item, ""]
+    for summary, label in zip(summaries, labels, strict=True):
+        lines += _server(summary, label if len(summaries) > 1 else None)
     lines += [f"Full report: `{page}`.", ""]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ KNEE_STYLE: dict[str, Any] = {"linestyle": ":", "linewidth": 1.5}
 _DPI = 100
 
 
-def _png(fig: Figure) -> bytes:
+def png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
     return buffer.getvalue()
@@ -76,7 +76,7 @@ def cdfs(runs: Sequence[tuple[str, Samples]]) -> bytes:
         ax.legend(fontsize="small", loc="lower right")
     axes[0].set_ylabel("fraction of requests (ITL: of tokens)")
     fig.suptitle("Latency CDFs (successful measured requests; dashed: p50, p90, p99)")
-    return _png(fig)
+    return png(fig)
 
 
 def _levels(summary: Summary) -> tuple[str, list[tuple[float, StepSummary]]]:
@@ -147,7 +147,7 @@ def sweep(runs: Sequence[tuple[str, Summary]]) -> bytes | None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="x-small", loc="best")
     fig.suptitle("Load sweep (dotted: the knee; shaded: above the concurrency limit)")
-    return _png(fig)
+    return png(fig)
 
 
 def timeline(frame: pd.DataFrame, steps: Sequence[StepInfo], limit: int | None, title: str) -> bytes:
@@ -186,7 +186,7 @@ def timeline(frame: pd.DataFrame, steps: Sequence[StepInfo], limit: int | None, 
     for step in steps:
         flight.text(step.started_ns / 1e9, 1.02, f" {step.label}", transform=flight.get_xaxis_transform(), fontsize=8)
     fig.suptitle(f"{title}: timeline (grey: warm-up, not measured)", y=1.01)
-    return _png(fig)
+    return png(fig)
 
 
 def lengths(runs: Sequence[tuple[str, Samples]]) -> bytes:
@@ -213,7 +213,7 @@ def lengths(runs: Sequence[tuple[str, Samples]]) -> bytes:
         ax.set_ylabel("requests")
         ax.legend(fontsize="small")
         ax.grid(True, alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 _OUTCOME_COLORS = {True: "C2", False: LIMIT_COLOR, None: "#999"}
@@ -256,4 +256,4 @@ def capacity(found: Capacity, title: str) -> bytes:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="x-small", loc="upper left")
     fig.suptitle(f"{title}: capacity search, trials in order (green: met, red: failed, x: SATURATED, grey: not used)")
-    return _png(fig)
+    return png(fig)

@@ -162,3 +162,7 @@ class Engine(Protocol):
 
     def stats(self) -> EngineStats:
         """Sequences running and waiting now, and counters since start."""
+
+    def metrics_text(self) -> bytes:
+        """The engine's own Prometheus metrics, as exposition text that `/metrics` serves beside the server's (vLLM's
+        `vllm:*` families, under vLLM's names); empty when the engine keeps none of its own."""

@@ -8,6 +8,12 @@ Running and waiting counts come from vLLM's own scheduler: the scheduler statist
 with its outputs are recorded through a stat logger, so `stats()` shows what the engine really holds (an abort
 is visible there only once the engine core has dropped the request), not what this wrapper believes.
 
+vLLM's own Prometheus metrics (`vllm:num_requests_running`, `vllm:kv_cache_usage_perc`, the TTFT and queue-time
+histograms, …) are kept by its `PrometheusStatLogger`, which AsyncLLM adds to every stat-logging engine in this
+process's prometheus_client registry; `metrics_text()` renders that registry, as vLLM's own server's `/metrics` does,
+so that the server's `/metrics` carries them under vLLM's names. Stat logging is on because our stat logger is given
+(`disable_log_stats` only turns off vLLM's periodic log lines).
+
 The chat surface goes through vLLM's own machinery: `SamplingOptions.structured` becomes vLLM's structured
 outputs (a JSON Schema, or JSON mode), `logprobs` vLLM's sample logprobs (`vllm_sampling`), and tools are offered
 to the model's Hugging Face chat template. A reasoning model needs the engine option `reasoning_parser` — the
@@ -301,6 +307,12 @@ class VllmEngine:
             aborted_total=self._aborted_total,
             extra=extra,
         )
+
+    def metrics_text(self) -> bytes:
+        from prometheus_client import generate_latest
+        from vllm.v1.metrics.prometheus import get_prometheus_registry
+
+        return bytes(generate_latest(get_prometheus_registry()))
 
     def _decode(self, token_id: int) -> str:
         return str(self._tokenizer.decode([token_id]))

@@ -44,4 +44,8 @@ def test_the_main_job_on_the_simulator(tmp_path: Path) -> None:
     page = (directory / "report.html").read_text()
     checks = orjson.loads((directory / "conformance" / "result.json").read_bytes())["checks"]
     assert len(checks) >= 80 and all(c["outcome"] == "passed" for c in checks)
-    assert page.count("data:image/png;base64,") == 4 and f"conformance {len(checks)}/{len(checks)}" in page
+    assert page.count("data:image/png;base64,") == 5 and f"conformance {len(checks)}/{len(checks)}" in page
+    # The server's own metrics, scraped during the sweep, beside every step; the machine in the header.
+    assert summary["server_metrics"]["failed"] == 0 and (directory / "server_metrics.jsonl").is_file()
+    assert all(step["server"]["running"] is not None for step in summary["steps"])
+    assert '<section id="server"><h2>Server</h2>' in page and "measured on client " in page

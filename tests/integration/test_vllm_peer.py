@@ -20,6 +20,7 @@ import pytest
 from harness.conformance import matrix
 from harness.target.launch import launch_vllm_openai_server, new_key
 from reference_server.engines.embedded_model import SERVED_MODEL_ID, ensure_embedded_model
+from tests.integration.vllm_telemetry import assert_vllms_series_are_mapped_and_shown, scraped_bench
 
 pytestmark = pytest.mark.vllm
 PEER_COLUMN = "vLLM's own server"
@@ -101,3 +102,13 @@ def test_the_suite_finds_exactly_vllms_known_departures_from_the_contract(
         "test_sdk_parses",
         "test_usage_arithmetic",
     } <= passed
+
+
+def test_a_run_scrapes_vllms_own_metrics_and_reports_them(vllm_openai_server: tuple[str, str], tmp_path: Path) -> None:
+    """vLLM's own server: its real `vllm:*` series scraped from its /metrics, mapped and shown; its /version and
+    Server header in the run's environment."""
+    base_url, key = vllm_openai_server
+    summary = scraped_bench(base_url, key, SERVED_MODEL_ID, "openai", tmp_path)
+    assert_vllms_series_are_mapped_and_shown(summary, tmp_path / "run")
+    target = summary["environment"]["target"]
+    assert target["server_header"] == "uvicorn" and target["version"]["version"].startswith("0.")

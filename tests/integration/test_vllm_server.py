@@ -23,6 +23,7 @@ import schemas
 from harness.conformance import matrix
 from harness.target.launch import LaunchedServer, launch_reference_server
 from tests.integration.held_up import request_while_stopped
+from tests.integration.vllm_telemetry import assert_vllms_series_are_mapped_and_shown, scraped_bench
 
 pytestmark = pytest.mark.vllm
 
@@ -142,3 +143,15 @@ def test_traces_take_arrivals_from_the_kernel_on_the_vllm_engine_too(vllm_server
     held = request_while_stopped(vllm_server)
     assert held.status == 200 and held.trace["received_by"] == "kernel"
     assert held.before_ns - 1_000_000 <= held.trace["received_ns"] < held.resumed_ns
+
+
+def test_its_metrics_carry_vllms_own_series_which_a_run_maps_and_reports(
+    vllm_server: LaunchedServer, tmp_path: Path
+) -> None:
+    """/metrics has vLLM's own families under vLLM's names beside the server's, /version names vLLM's release, and a
+    scraped run shows vLLM's queue, KV-cache and prefix-cache series for every step."""
+    t = vllm_server.target
+    summary = scraped_bench(t.base_url, t.api_key, t.model, "anyscale", tmp_path)
+    assert_vllms_series_are_mapped_and_shown(summary, tmp_path / "run")
+    version = summary["environment"]["target"]["version"]
+    assert version["engine"] == "vllm" and version["vllm"].startswith("0.")

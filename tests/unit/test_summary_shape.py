@@ -79,6 +79,14 @@ CASES: list[tuple[type, dict[str, Any]]] = [
     (shape.Repeats, at("repeats")),
     (shape.RepeatedStep, at("repeats", "steps", "[]")),
     (shape.Spread, resolve(DEFINITIONS["spread"])),
+    (shape.ServerStep, resolve(DEFINITIONS["server_step"])),
+    (shape.ServerGauge, resolve(DEFINITIONS["server_gauge"])),
+    (shape.ServerDistribution, resolve(DEFINITIONS["server_distribution"])),
+    (shape.TtftGap, resolve(resolve(DEFINITIONS["server_step"])["properties"]["ttft_gap_ms"])),
+    (shape.ServerMetricsSummary, at("server_metrics")),
+    (shape.RunEnvironment, at("environment")),
+    (shape.ClientMachine, at("environment", "client")),
+    (shape.TargetSoftware, at("environment", "target")),
 ]
 
 

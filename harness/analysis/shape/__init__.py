@@ -7,7 +7,8 @@ before them (no error bounds, no service figures, no TTFO) are still read. `test
 these types and the schema to the same fields.
 
 The top level is here; its parts are in modules of their own — `core` (steps, bounds, verdict, limit, timing
-error, conformance), `traffic`, `capacity` (with repeats) — and every type is importable from this package.
+error, conformance), `server` (the server's own metrics), `environment`, `traffic`, `capacity` (with repeats) —
+and every type is importable from this package.
 """
 
 # No `from __future__ import annotations`: `NotRequired` must be evaluated for `__required_keys__` to be right.
@@ -59,6 +60,8 @@ from harness.analysis.shape.core import (
     ValidityVerdict,
     Worst,
 )
+from harness.analysis.shape.environment import ClientMachine, RunEnvironment, TargetSoftware
+from harness.analysis.shape.server import ServerDistribution, ServerGauge, ServerMetricsSummary, ServerStep, TtftGap
 from harness.analysis.shape.traffic import (
     Traffic,
     TrafficCache,
@@ -76,6 +79,7 @@ __all__ = [
     "Cause",
     "Causes",
     "Check",
+    "ClientMachine",
     "Conformance",
     "Distribution",
     "Failure",
@@ -94,7 +98,12 @@ __all__ = [
     "RepeatedStep",
     "Repeats",
     "Requests",
+    "RunEnvironment",
     "Saturation",
+    "ServerDistribution",
+    "ServerGauge",
+    "ServerMetricsSummary",
+    "ServerStep",
     "Service",
     "Slo",
     "Spread",
@@ -103,6 +112,7 @@ __all__ = [
     "StepSummary",
     "Summary",
     "Table",
+    "TargetSoftware",
     "TimingError",
     "Tokens",
     "Tolerance",
@@ -115,6 +125,7 @@ __all__ = [
     "Trend",
     "Trial",
     "TruthCell",
+    "TtftGap",
     "Unserved",
     "Validity",
     "ValidityVerdict",
@@ -140,6 +151,8 @@ class Figures(TypedDict):
     traffic: NotRequired[Traffic | None]
     capacity: NotRequired[Capacity | None]
     repeats: NotRequired[Repeats | None]
+    server_metrics: NotRequired[ServerMetricsSummary | None]
+    environment: NotRequired[RunEnvironment | None]
 
 
 class Summary(Figures):

@@ -4,6 +4,8 @@
 # No `from __future__ import annotations`: `NotRequired` must be evaluated for `__required_keys__` to be right.
 from typing import Any, Literal, NotRequired, TypedDict
 
+from harness.analysis.shape.server import ServerStep
+
 ValidityVerdict = Literal["VALID", "INVALID", "UNUSABLE"]  # a gate's is PASS, FAIL, UNUSABLE
 Cause = Literal["send", "reads", "loop", "granularity", "lateness", "load"]
 Stat = Literal["mean", "min", "p50", "p90", "p95", "p99", "p99_9", "max"]
@@ -163,6 +165,7 @@ class Table(TypedDict):
     throughput_bounds: NotRequired[dict[str, float] | None]
     offered: NotRequired[Offered | None]
     service: NotRequired[Service]
+    server: NotRequired[ServerStep | None]
 
 
 class Trend(TypedDict):

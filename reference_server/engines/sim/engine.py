@@ -148,3 +148,6 @@ class SimEngine:
             aborted_total=self._aborted_total,
             extra=extra,
         )
+
+    def metrics_text(self) -> bytes:
+        return b""  # the server's own metrics say what the simulator holds
