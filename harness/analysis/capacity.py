@@ -2,7 +2,10 @@
 
 A capacity search (`harness.load.search`) runs its trials as the steps of one run. Each trial is judged from its
 step's summary — the one `harness.analysis.summary` builds — against the objectives (`harness.analysis.objectives`):
-- a trial whose verdict is INVALID (the client may have moved its numbers beyond their tolerance) is not used;
+- a trial whose verdict is INVALID (the client may have moved its numbers beyond their tolerance) is not used,
+  unless none of the numbers out of tolerance could change its outcome (`undecided`): every one is a latency
+  figure that no objective reads, or an objective's figure farther from its limit than the client's bound on it —
+  the offered load and throughput out of tolerance, or per-request objectives (goodput), always leave it unused;
 - a SATURATED one (`harness.analysis.saturation`: its queue kept growing) fails, whatever its percentiles say;
 - otherwise it meets the objectives when each holds (a step with no successful request meets none).
 Each judgement also says whether it is **certain**: every objective's distribution-free confidence bound on the
@@ -29,7 +32,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from scipy import stats
 
-from harness.analysis import service
+from harness.analysis import service, validity
 from harness.analysis.frame import itl_samples, request_frame
 from harness.analysis.objectives import CONFIDENCE, Objective, Objectives
 from harness.analysis.regression import Comparison
@@ -169,9 +172,10 @@ class Trial:
         )
         why = "; ".join(r for r in self.reasons if r)
         flight = "" if self.in_flight is None else f", {self.in_flight:.3g} in flight"
+        told = why and (not self.met or self.verdict != "VALID")
         return (
             f"trial {self.trial + 1}: {self.load:g} {unit} → {outcome}{sure} ({self.verdict}, {self.requests} requests"
-            f"{flight}){': ' + figures if figures else ''}{' — ' + why if why and not self.met else ''}"
+            f"{flight}){': ' + figures if figures else ''}{' — ' + why if told else ''}"
         )
 
 
@@ -180,10 +184,41 @@ def load_of(step: StepSummary, mode: Mode) -> float:
     return float(value or 0.0)
 
 
-def judge(trial: int, step: StepSummary, values: Mapping[str, Floats], objectives: Objectives, mode: Mode) -> Trial:
-    """One trial, from its step's summary (judged: with its validity) and its samples (`samples`)."""
-    validity = step.get("validity")
-    verdict = validity["verdict"] if validity else "VALID"
+def undecided(
+    step: StepSummary, checks: Sequence[Check], objectives: Objectives, tolerances: validity.Tolerances
+) -> str:
+    """Why the client's error could change an INVALID trial's outcome, or "" when it could not (the module's
+    docstring gives the rule): the bounds are proven, so a figure farther than its bound from the limit is on the
+    side of the limit it was measured on, whatever the client did to it."""
+    if objectives.per_request is not None:
+        return "per-request SLOs are judged request by request"
+    limits = {c.name: c for c in checks}
+    for cell in validity.cells(step, tolerances):
+        if cell.bound <= cell.tolerance:
+            continue
+        if cell.metric not in validity.LATENCIES:
+            return f"the {cell.metric.replace('_', ' ')} measured is out of tolerance"
+        # TTFO is read from TTFT when nothing reasoned (`_percentile`): a TTFT figure may be a TTFO objective's.
+        readers = [cell.metric, *(["ttfo"] if cell.metric == "ttft" else [])]
+        for check in [c for m in readers if (c := limits.get(f"{m}_{cell.stat}_ms")) is not None]:
+            if abs(cell.value - check.limit) <= cell.bound:
+                return (
+                    f"{check.name} {cell.value:,.4g} ± {cell.bound:.3g} ms could lie on either side of {check.limit:g}"
+                )
+    return ""
+
+
+def judge(
+    trial: int,
+    step: StepSummary,
+    values: Mapping[str, Floats],
+    objectives: Objectives,
+    mode: Mode,
+    tolerances: validity.Tolerances | None = None,
+) -> Trial:
+    """One trial, from its step's summary (judged with `tolerances`: with its validity) and its samples."""
+    judged_validity = step.get("validity")
+    verdict = judged_validity["verdict"] if judged_validity else "VALID"
     found = step.get("saturation")
     saturated = bool(found and found["saturated"])
     checks = [_percentile(o, step, values.get(o.metric, values["ttft"])) for o in objectives.percentiles]
@@ -194,16 +229,19 @@ def judge(trial: int, step: StepSummary, values: Mapping[str, Floats], objective
     in_flight = None if e2e is None else rate * e2e / 1000  # Little's law over the successful requests
     judged = Trial(trial, step["step"], step["label"], load_of(step, mode), verdict, None, False, saturated, in_flight,
                    step["requests"]["total"], step["achieved_rate"], tuple(checks))  # fmt: skip
-    if verdict == "INVALID":
-        reasons = tuple(validity["reasons"] if validity else ())[:3]
-        return dataclasses.replace(judged, reasons=("INVALID: not used", *reasons))
+    why = "" if verdict != "INVALID" else undecided(step, checks, objectives, tolerances or validity.Tolerances())
+    if why:
+        reasons = tuple(judged_validity["reasons"] if judged_validity else ())[:3]
+        return dataclasses.replace(judged, reasons=(f"INVALID, not used: {why}", *reasons))
     failed = [c for c in checks if not c.met]
+    used = ("INVALID, used: no number out of tolerance could change its outcome",) if verdict == "INVALID" else ()
     if saturated:
-        reasons = ("SATURATED: the queue kept growing", *dict.fromkeys(c.detail for c in failed))
+        reasons = (*used, "SATURATED: the queue kept growing", *dict.fromkeys(c.detail for c in failed))
         return dataclasses.replace(judged, met=False, certain=True, reasons=reasons)
     met = not failed
     certain = all(c.certain for c in checks) if met else any(c.certain for c in failed)
-    return dataclasses.replace(judged, met=met, certain=certain, reasons=tuple(dict.fromkeys(c.detail for c in failed)))
+    reasons = (*used, *dict.fromkeys(c.detail for c in failed))
+    return dataclasses.replace(judged, met=met, certain=certain, reasons=reasons)
 
 
 def bracket(trials: Sequence[Trial]) -> tuple[Trial | None, Trial | None]:
@@ -262,18 +300,23 @@ def message(found: Status, low: Trial | None, high: Trial | None, mode: Mode, tr
     return "no answer: the search stopped on a trial the client could not measure within its error bounds (INVALID)"
 
 
-def analyse(steps: Sequence[StepSummary], run: RunFile, search: Mapping[str, Any]) -> dict[str, Any]:
+def analyse(
+    steps: Sequence[StepSummary],
+    run: RunFile,
+    search: Mapping[str, Any],
+    tolerances: validity.Tolerances | None = None,
+) -> dict[str, Any]:
     """The `capacity` of a summary: every trial in order, the answer, its interval and the search's status.
 
-    `steps` are the summary's judged steps, `run` the settled run they came from, `search` what the run's
-    configuration kept of the search (`capacity` in `harness.load.bench.run_config`).
+    `steps` are the summary's steps judged with `tolerances`, `run` the settled run they came from, `search` what
+    the run's configuration kept of the search (`capacity` in `harness.load.bench.run_config`).
     """
     mode: Mode = "concurrency" if search.get("mode") == "concurrency" else "rate"
     objectives = Objectives.from_dict(search.get("slo") or {})
     trials = []
     for i, step in enumerate(steps):
         ours = [r for r in run.requests if r.step == step["step"]]
-        trials.append(judge(i, step, samples(ours, run.steps), objectives, mode))
+        trials.append(judge(i, step, samples(ours, run.steps), objectives, mode, tolerances))
     precision, max_trials = float(search.get("precision", 0.05)), int(search.get("max_trials", 10))
     found = status(trials, precision, mode, max_trials)
     low, high = bracket(trials)
@@ -293,17 +336,20 @@ def analyse(steps: Sequence[StepSummary], run: RunFile, search: Mapping[str, Any
     }
 
 
-def run_validity(judged: Validity, steps: Sequence[StepSummary]) -> Validity:
-    """A search's run verdict: its answer rests on the trials it used, so a trial that came out INVALID (run again,
-    not used) or UNUSABLE (nothing succeeded at that load: a failure of the load, used as one) leaves the run VALID;
-    each is named among the warnings instead. A run in which no request succeeded stays UNUSABLE."""
+def run_validity(judged: Validity, steps: Sequence[StepSummary], trials: Sequence[Mapping[str, Any]]) -> Validity:
+    """A search's run verdict: its answer rests on the trials' outcomes, so a trial that came out INVALID (run again
+    and not used, or used when no number out of tolerance could change its outcome: `undecided`) or UNUSABLE
+    (nothing succeeded at that load: a failure of the load, used as one) leaves the run VALID; each is named among
+    the warnings instead. A run in which no request succeeded stays UNUSABLE."""
     if judged["verdict"] == "UNUSABLE":
         return judged
+    used = {t["step"] for t in trials if t["used"]}
     notes = []
     for s in steps:
         v = s.get("validity")
         if v is not None and v["verdict"] != "VALID":
-            use = "not used by the search" if v["verdict"] == "INVALID" else "a failure of its load"
+            outcome = "used by the search: its outcome stands" if s["step"] in used else "not used by the search"
+            use = outcome if v["verdict"] == "INVALID" else "a failure of its load"
             notes.append(
                 f"step {s['step']} ({s['label']}): {v['verdict']}, {use}" + "".join(f"; {r}" for r in v["reasons"][:1])
             )

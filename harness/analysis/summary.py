@@ -69,20 +69,23 @@ def build_summary(
         truth=rd.truth,
         server_metrics=rd.server_metrics,
     )
-    summary = validity.apply(summary, tolerances or _kept_tolerances(rd.previous))
+    judged_with = tolerances or _kept_tolerances(rd.previous)
+    summary = validity.apply(summary, judged_with)
     summary["conformance"] = _conformance(rd)
     summary["sources"] = [p.name for p in rd.files]
-    return across_steps(summary, rd.run)
+    return across_steps(summary, rd.run, judged_with)
 
 
-def across_steps(summary: Summary, run: RunFile) -> Summary:
+def across_steps(summary: Summary, run: RunFile, tolerances: validity.Tolerances | None = None) -> Summary:
     """What the judged steps make together: a capacity search's answer and a repeated plan's spread, when the run
-    was either (the trials of a search are judged with their verdicts, so this comes after them)."""
+    was either (the trials of a search are judged with their verdicts, and the tolerances those were judged with,
+    so this comes after them)."""
     search = run.run.config.get("capacity")
     if isinstance(search, dict):
         settled, _ = steady.settle(run)
-        summary["capacity"] = cast(Capacity, capacity.analyse(summary["steps"], settled, search))
-        summary["validity"] = capacity.run_validity(summary["validity"], summary["steps"])
+        found = cast(Capacity, capacity.analyse(summary["steps"], settled, search, tolerances))
+        summary["capacity"] = found
+        summary["validity"] = capacity.run_validity(summary["validity"], summary["steps"], found["trials"])
     if (spread := repeats.across(summary["steps"])) is not None:
         summary["repeats"] = cast(Repeats, spread)
     return summary

@@ -10,7 +10,8 @@ that met and the smallest that failed are within `--precision` of each other (de
 within 5 % of the capacity). Bisection takes a known number of trials: from a 2× bracket, four to 5 %.
 **Budget.** Every trial counts against `--max-trials` (default 10); when it runs out first, the answer is the best
 bracket so far, and the summary says so. **Trust.** A trial whose verdict is INVALID (the client may have moved its
-numbers beyond their tolerance) is run once more at the same load; INVALID twice, the search stops and says why.
+numbers beyond their tolerance) and whose outcome those numbers could change (`harness.analysis.capacity.undecided`)
+is run once more at the same load; twice so, the search stops and says why.
 
 A trial lasts for as many measured requests as its objectives' percentiles need (`harness.analysis.objectives`),
 and a rate trial at least 10 s: just past the sustainable rate a queue grows by a few per cent of the rate each
@@ -138,7 +139,7 @@ def judge_step(run: RunFile, step: StepInfo, trial: int, config: SearchConfig) -
     settled, _ = steady.settle(one)
     judged = validity.apply(summarize(settled, config.objectives.per_request), config.tolerances)
     values = capacity.samples(settled.requests, settled.steps)
-    return capacity.judge(trial, judged["steps"][0], values, config.objectives, config.mode)
+    return capacity.judge(trial, judged["steps"][0], values, config.objectives, config.mode, config.tolerances)
 
 
 @dataclass(slots=True)

@@ -84,7 +84,8 @@ def trials_table(summary: Summary) -> Table | None:
 
 TRIALS_NOTE = (
     "Each trial is a step of the run, judged from its summary: each objective's figure against its limit (ms; goodput "
-    "a share). Not used: INVALID (the client may have moved its numbers), run again at the same load. A SATURATED "
+    "a share). Not used: INVALID (the client may have moved its numbers) in a way that could change the outcome, run "
+    "again at the same load; an INVALID trial whose numbers out of tolerance could not change it is used. A SATURATED "
     "trial fails whatever its percentiles say. Not certain: a one-sided 95% confidence bound of some objective lies "
     "on the other side of its limit. The interval widens the bracket to the trials whose verdicts were certain."
 )

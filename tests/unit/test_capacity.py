@@ -1,6 +1,6 @@
 """A search's answer from its trials, as the summary gives it: each trial judged from its step's summary (INVALID not
-used, SATURATED failed), the bracket, the status, the interval widened by uncertain verdicts, and a capacity compared
-with a baseline's."""
+used unless its bounds cannot change its outcome, SATURATED failed), the bracket, the status, the interval widened by
+uncertain verdicts, and a capacity compared with a baseline's."""
 
 from __future__ import annotations
 
@@ -39,16 +39,39 @@ def test_the_answer_is_the_largest_load_that_met_below_the_smallest_that_failed(
     assert summary["validity"]["verdict"] == "VALID"
 
 
-def test_an_invalid_trial_is_not_used_and_leaves_the_search_valid(tmp_path: Path) -> None:
+def test_an_invalid_trial_whose_bounds_cannot_change_its_outcome_is_used(tmp_path: Path) -> None:
+    # Loop lag of 30 ms puts every latency beyond its 1 ms tolerance, but the TTFT p90 of 100 ms is 400 ms from its
+    # limit: no error the client can have made moves it across, so the trial's outcome stands.
     run = search_run(LOADS, flat_until(12.0), search_config({"ttft_p90_ms": 500}), loop_lag_ms=[1.0, 30.0])
     summary = summary_of(tmp_path, run)
     trial = summary["capacity"]["trials"][1]
-    assert (trial["verdict"], trial["used"], trial["met"]) == ("INVALID", False, None)
-    assert trial["reasons"][0] == "INVALID: not used"
-    assert summary["capacity"]["answer"] == 11.81
     assert summary["steps"][1]["validity"]["verdict"] == "INVALID"
+    assert (trial["verdict"], trial["used"], trial["met"]) == ("INVALID", True, True)
+    assert trial["reasons"][0] == "INVALID, used: no number out of tolerance could change its outcome"
+    assert summary["capacity"]["answer"] == 11.81
+    assert summary["validity"]["verdict"] == "VALID"
+    assert any("INVALID, used by the search: its outcome stands" in w for w in summary["validity"]["warnings"])
+
+
+def test_an_invalid_trial_whose_bound_straddles_a_limit_is_not_used(tmp_path: Path) -> None:
+    # The same lag, and a limit within the client's bound of the figure: it could lie on either side.
+    run = search_run(LOADS, flat_until(12.0), search_config({"ttft_p90_ms": 101}), loop_lag_ms=[1.0, 30.0])
+    summary = summary_of(tmp_path, run)
+    trial = summary["capacity"]["trials"][1]
+    assert (trial["verdict"], trial["used"], trial["met"]) == ("INVALID", False, None)
+    assert trial["reasons"][0].startswith("INVALID, not used: ttft_p90_ms 100 ± ")
+    assert trial["reasons"][0].endswith("could lie on either side of 101")
     assert summary["validity"]["verdict"] == "VALID"
     assert any("INVALID, not used by the search" in w for w in summary["validity"]["warnings"])
+
+
+def test_an_invalid_trial_of_a_goodput_search_is_not_used(tmp_path: Path) -> None:
+    # Per-request SLOs judge each request against its limit: no single bound says whether the share could change.
+    config = search_config({}, per_request={"ttft_ms": 500.0})
+    run = search_run(LOADS, flat_until(12.0), config, loop_lag_ms=[1.0, 30.0])
+    trial = summary_of(tmp_path, run)["capacity"]["trials"][1]
+    assert (trial["verdict"], trial["used"]) == ("INVALID", False)
+    assert trial["reasons"][0] == "INVALID, not used: per-request SLOs are judged request by request"
 
 
 def test_a_pass_that_is_not_certain_widens_the_interval_to_the_last_certain_one(tmp_path: Path) -> None:
