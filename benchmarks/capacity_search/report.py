@@ -75,7 +75,7 @@ def saturation_met(over: Sequence[Stepped], under: Sequence[Stepped]) -> bool:
     return quick and not any(s.saturated for s in under)
 
 
-def vllm_part(searched: Searched | None, tolerance: str) -> str:
+def vllm_part(searched: Searched | None, tolerance: str | None) -> str:
     if searched is None:
         return "vLLM: not run this time (`--skip-vllm`)."
     table = trials_table(cast(Summary, searched.summary))
@@ -83,13 +83,15 @@ def vllm_part(searched: Searched | None, tolerance: str) -> str:
     return (
         f"**vLLM engine, embedded SmolLM2-135M** — `{searched.slo}`: {found['message']} (status {found['status']}, "
         f"interval [{found['interval']['low']:g}, {found['interval']['high'] or '∞'}] req/s, {searched.trials} "
-        f"trials, {searched.wall_s:.0f} s; `--tolerance {tolerance}`: the engine shares the client's two cores). "
+        f"trials, {searched.wall_s:.0f} s; "
+        + (f"`--tolerance {tolerance}`" if tolerance else "default tolerances")
+        + "; the engine shares the client's two cores). "
         "No latency model to compare with: the trials in order —\n\n" + ("" if table is None else md_table(table))
     )
 
 
 def section(header: str, model: SimModel, results: Sequence[Truthful], over: Sequence[Stepped],
-            under: Sequence[Stepped], vllm: Searched | None, vllm_tolerance: str) -> str:  # fmt: skip
+            under: Sequence[Stepped], vllm: Searched | None, vllm_tolerance: str | None) -> str:  # fmt: skip
     ok = all(r.met_goal for r in results)
     parts = [
         SECTION,
