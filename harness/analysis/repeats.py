@@ -27,6 +27,7 @@ from harness.analysis.stats import round6
 
 CONFIDENCE = 0.95
 Figure = Callable[[StepSummary], "float | None"]
+SHARES = frozenset({"goodput_fraction", "error_rate"})  # figures between 0 and 1; every other is at least 0
 
 
 def _latency(metric: str, stat: str) -> Figure:
@@ -46,16 +47,20 @@ HEADLINE: dict[str, Figure] = {
 }
 
 
-def spread(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """The runs' values, their mean and standard deviation, and the mean's Student-t interval (None with one run)."""
+def spread(values: Sequence[float], confidence: float = CONFIDENCE, highest: float | None = None) -> dict[str, Any]:
+    """The runs' values, their mean and standard deviation, and the mean's Student-t interval (None with one run),
+    within the figure's range — from 0 (no figure is negative) to `highest` — since a true mean outside it is
+    impossible, the interval keeps its coverage: two runs' half-width is 12.7 standard errors, far below 0 for a
+    latency that moved between them."""
     x = np.asarray(values, dtype=np.float64)
     mean = float(x.mean())
     if x.size < 2:
         return {"values": [round6(v) for v in values], "mean": round6(mean), "sd": None, "low": None, "high": None}
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, x.size - 1)) * sd / math.sqrt(x.size)
+    high = mean + half if highest is None else min(mean + half, highest)
     return {"values": [round6(v) for v in values], "mean": round6(mean), "sd": round6(sd),
-            "low": round6(mean - half), "high": round6(mean + half)}  # fmt: skip
+            "low": round6(max(mean - half, 0.0)), "high": round6(high)}  # fmt: skip
 
 
 def across(steps: Sequence[StepSummary]) -> dict[str, Any] | None:
@@ -72,7 +77,7 @@ def across(steps: Sequence[StepSummary]) -> dict[str, Any] | None:
         for name, figure in HEADLINE.items():
             values = [v for s in group if (v := figure(s)) is not None]
             if values:
-                metrics[name] = spread(values)
+                metrics[name] = spread(values, highest=1.0 if name in SHARES else None)
         out.append({"label": label, "runs": len(group), "metrics": metrics})
     return {"runs": 1 + max(int(s.get("repeat") or 0) for s in repeated), "confidence": CONFIDENCE, "steps": out}
 

@@ -25,6 +25,15 @@ def test_a_figure_across_runs_has_its_mean_and_student_t_interval() -> None:
     assert repeats.spread([5.0]) == {"values": [5.0], "mean": 5.0, "sd": None, "low": None, "high": None}
 
 
+def test_an_interval_stays_within_the_figures_range() -> None:
+    # Two runs: t(0.975, 1) = 12.706205, standard error 30, half-width 381.186142 about the mean 70: not below 0.
+    two = repeats.spread([40.0, 100.0])
+    assert (two["low"], two["high"]) == (0.0, 451.186142)
+    # A share is not above 1 either.
+    share = repeats.spread([0.9, 1.0], highest=1.0)
+    assert (share["low"], share["high"]) == (0.314690, 1.0)
+
+
 def repeated_run(seed: int, scale: float = 1.0, runs: int = 3, per_run_sd: float = 0.02) -> RunFile:
     """`runs` repeats of one 8-user step of 200 requests; each run's latencies scaled by its own factor (sd
     `per_run_sd`), all by `scale`."""
