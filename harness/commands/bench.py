@@ -342,12 +342,12 @@ def run(args: argparse.Namespace) -> int:
     for line in capacity_lines(summary):
         print(line)
     print(f"records: {directory / 'records.jsonl'}\nsummary: {path}")
-    if summary["validity"]["verdict"] == "UNUSABLE":
-        return 2
     found = summary.get("capacity")
-    if found is not None:  # a search: its trials may fail, and stop, as a matter of course
-        return 0 if found["status"] == "found" else 1
-    reason = stopped_early(run_file)
+    reason = None if found is not None else stopped_early(run_file)  # a search's trials may stop as a matter of course
     if reason is not None:
         print(f"stopped early: {reason}")
+    if summary["validity"]["verdict"] == "UNUSABLE":
+        return 2
+    if found is not None:
+        return 0 if found["status"] == "found" else 1
     return 1 if reason is not None else 0
