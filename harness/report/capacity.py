@@ -113,8 +113,8 @@ def windows_table(summary: Summary) -> Table | None:
                 "–" if window is None else f"{window['warmup_s']:.2f}",
                 "–" if window is None else str(window["warmup_requests"]),
                 "–" if found is None or found["saturated"] is None else saturation_mark(s) or "no",
-                "–" if found is None or found["in_flight"] is None else f"+{found['in_flight']['rise']:.3g}",
-                "–" if found is None or found["ttft_ms"] is None else f"+{found['ttft_ms']['rise']:,.4g}",
+                "–" if found is None or found["in_flight"] is None else f"{found['in_flight']['rise']:+.3g}",
+                "–" if found is None or found["ttft_ms"] is None else f"{found['ttft_ms']['rise']:+,.4g}",
             ]
         )
     headers = ["step", "warm-up", "measured from (s)", "warm-up requests", "saturated", "in-flight rise", "TTFT rise"]

@@ -59,3 +59,15 @@ def test_a_repeated_run_report_shows_each_figure_across_runs(tmp_path: Path) -> 
     assert "<h2>Repeated runs</h2>" in page
     assert '<th class="num">95% interval</th>' in page and "<th>each of 3 runs</th>" in page
     assert "**Across repeated runs**" in written.markdown.read_text()
+
+
+def test_a_falling_series_is_shown_with_its_own_sign(tmp_path: Path) -> None:
+    def falling(load: float, i: int) -> float:  # TTFT that falls over the step: a cache warming up
+        return 400.0 - 2.0 * i
+
+    directory = write_dir(tmp_path / "falling", search_run([4.0], falling, search_config({"ttft_p90_ms": 500}), n=150))
+    build([directory])
+    windows = shown.windows_table(read_summary(directory / "summary.json"))
+    assert windows is not None
+    ttft_rise = windows.rows[0][-1]
+    assert ttft_rise.startswith("-") and not ttft_rise.startswith("+"), ttft_rise
