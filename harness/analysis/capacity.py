@@ -166,9 +166,10 @@ class Trial:
         outcome = "not used" if self.met is None else "met" if self.met else "failed"
         sure = "" if self.met is None or self.certain else ", not certain"
         figures = ", ".join(
-            f"{c.name} {c.value:,.4g}" + (" ≤ " if c.met else " > ") + f"{c.limit:g}"
+            f"{c.name} {c.value:,.4g} {sign} {c.limit:g}{note}"
             for c in self.checks
             if c.value is not None
+            for sign, note in [versus(c.name, c.value, c.limit, c.met)]
         )
         why = "; ".join(r for r in self.reasons if r)
         flight = "" if self.in_flight is None else f", {self.in_flight:.3g} in flight"
@@ -177,6 +178,15 @@ class Trial:
             f"trial {self.trial + 1}: {self.load:g} {unit} → {outcome}{sure} ({self.verdict}, {self.requests} requests"
             f"{flight}){': ' + figures if figures else ''}{' — ' + why if told else ''}"
         )
+
+
+def versus(name: str, value: float, limit: float, met: bool) -> tuple[str, str]:
+    """How a figure stands against its limit, as a sign between them and a note after: a percentile must not exceed
+    its limit, a goodput share must reach it; a percentile within its limit fails when too many requests failed."""
+    if name == "goodput":
+        return ("≥" if value >= limit else "<"), ""
+    within = value <= limit
+    return ("≤" if within else ">"), (" but too many requests failed" if within and not met else "")
 
 
 def load_of(step: StepSummary, mode: Mode) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.analysis.capacity import UNITS, Trial
+from harness.analysis.capacity import UNITS, Trial, versus
 from harness.analysis.shape import Capacity, Summary
 from harness.load.search import SearchConfig
 from harness.report.marks import saturation_mark
@@ -52,8 +52,9 @@ def answer(found: Capacity) -> str:
 def _figure(check: dict[str, Any] | None, name: str) -> str:
     if check is None or check["value"] is None:
         return "–"
-    value = pct(check["value"]) if name == "goodput" else ms(check["value"])
-    return f"{value} {'≤' if check['met'] else '>'} {pct(check['limit']) if name == 'goodput' else ms(check['limit'])}"
+    shown = pct if name == "goodput" else ms
+    sign, note = versus(name, check["value"], check["limit"], check["met"])
+    return f"{shown(check['value'])} {sign} {shown(check['limit'])}{note}"
 
 
 def trials_table(summary: Summary) -> Table | None:

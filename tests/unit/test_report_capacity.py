@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from harness.analysis.capacity import versus
 from harness.analysis.summary import read_summary
 from harness.report import capacity as shown
 from harness.report.build import build
@@ -45,8 +46,8 @@ def test_the_tables_of_a_search_name_each_objective_and_each_window(tmp_path: Pa
     trials = shown.trials_table(summary)
     assert trials is not None
     assert trials.headers[5:7] == ["ttft_p90_ms", "goodput"]
-    assert trials.rows[0][5:] == ["100.0 ≤ 500.0", "100.0% ≤ 95.0%", "VALID", "met"]
-    assert trials.rows[2][5:] == ["2,000 > 500.0", "0% > 95.0%", "VALID", "failed"]
+    assert trials.rows[0][5:] == ["100.0 ≤ 500.0", "100.0% ≥ 95.0%", "VALID", "met"]
+    assert trials.rows[2][5:] == ["2,000 > 500.0", "0% < 95.0%", "VALID", "failed"]
     windows = shown.windows_table(summary)
     assert windows is not None
     assert windows.rows[0][:5] == ["rate=4/s,constant", "fixed", "0.00", "0", "no"]
@@ -71,3 +72,13 @@ def test_a_falling_series_is_shown_with_its_own_sign(tmp_path: Path) -> None:
     assert windows is not None
     ttft_rise = windows.rows[0][-1]
     assert ttft_rise.startswith("-") and not ttft_rise.startswith("+"), ttft_rise
+
+
+def test_a_figure_stands_against_its_limit_as_its_value_does() -> None:
+    # The sign is the comparison's, not the outcome's: a p95 within its limit whose trial had too many failures
+    # (429s included) failed, and says why instead of claiming 41.3 > 800.
+    assert versus("ttft_p95_ms", 41.3, 800.0, met=False) == ("≤", " but too many requests failed")
+    assert versus("ttft_p95_ms", 41.3, 800.0, met=True) == ("≤", "")
+    assert versus("ttft_p95_ms", 900.0, 800.0, met=False) == (">", "")
+    assert versus("goodput", 0.99, 0.95, met=True) == ("≥", "")
+    assert versus("goodput", 0.90, 0.95, met=False) == ("<", "")
