@@ -53,8 +53,17 @@ KNOWN: tuple[Known, ...] = (
     Known("running", "gauge", (*_RUNNING, "llm_engine_running_sequences")),
     Known("waiting", "gauge", (*_WAITING, "llm_engine_waiting_sequences")),
     Known("kv_cache_usage", "gauge", _KV_CACHE, "max"),
-    Known("prefix_cache_queries", "counter", ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")),
-    Known("prefix_cache_hits", "counter", ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits")),
+    # The simulator looks every prompt token up in its prefix cache: its prompt tokens are its queries.
+    Known(
+        "prefix_cache_queries",
+        "counter",
+        ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries", "llm_prompt_tokens"),
+    ),
+    Known(
+        "prefix_cache_hits",
+        "counter",
+        ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits", "llm_prompt_tokens_cached"),
+    ),
     Known("prefix_cache_hit_rate", "gauge", ("sglang:cache_hit_rate", "vllm:gpu_prefix_cache_hit_rate"), "mean"),
     Known("preemptions", "counter", ("vllm:num_preemptions",)),
     Known(

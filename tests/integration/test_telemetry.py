@@ -51,6 +51,8 @@ def test_a_run_against_the_simulator_scrapes_it_and_reports_what_it_saw(
         "waiting": "llm_engine_waiting_sequences",
         "generation_tokens": "llm_completion_tokens",
         "prompt_tokens": "llm_prompt_tokens",
+        "prefix_cache_queries": "llm_prompt_tokens",
+        "prefix_cache_hits": "llm_prompt_tokens_cached",
         "ttft": "llm_time_to_first_token_seconds",
         "e2e": "llm_request_duration_seconds",
     }
@@ -58,6 +60,7 @@ def test_a_run_against_the_simulator_scrapes_it_and_reports_what_it_saw(
     # Four users never fill the simulator's eight sequences: nothing waits. Sixteen do: the server runs at most
     # eight, and the client has more in flight than the server runs.
     assert four["waiting"]["max"] == 0 and four["running"]["max"] <= 4
+    assert four["prefix_cache_hit_rate"] is not None and 0 <= four["prefix_cache_hit_rate"] <= 1
     assert sixteen["running"]["max"] <= MAX_NUM_SEQS < sixteen["client_in_flight"]
     for step in (four, sixteen):
         assert step["generation_tokens_per_s"] > 0 and step["client_output_tokens_per_s"] > 0

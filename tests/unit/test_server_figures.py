@@ -217,3 +217,19 @@ def test_what_was_scraped_is_summarized_with_its_sources() -> None:
     assert found["sources"]["ttft"] == "vllm:time_to_first_token_seconds"
     assert found["families"] == len({f.name for f in metrics.scrapes[0].families})
     assert STEP.step in server.windows([STEP]) and server.windows([STEP])[0] == WINDOW
+
+
+def test_the_simulators_prefix_cache_is_its_cached_prompt_tokens_over_its_prompt_tokens() -> None:
+    def text(i: int) -> str:  # each second 100 prompt tokens, 60 of them found in the cache
+        return (
+            "# TYPE llm_prompt_tokens_total counter\n"
+            f"llm_prompt_tokens_total {100 * i}\n"
+            "# TYPE llm_prompt_tokens_cached_total counter\n"
+            f"llm_prompt_tokens_cached_total {60 * i}\n"
+        )
+
+    scraped = server.Scraped(scrapes([text(i) for i in range(5)]))
+    found = server.figures(scraped, [], [WINDOW], None)
+    assert found is not None
+    assert found["prefix_cache_hit_rate"] == pytest.approx(0.6)
+    assert server.summary(scraped)["sources"]["prefix_cache_hits"] == "llm_prompt_tokens_cached"
