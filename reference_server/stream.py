@@ -2,6 +2,12 @@
 
 Each chunk is stamped for the request's trace as it is written. Plain requests (one choice of plain text) stream
 every chunk but the last through a pre-serialised template; the others build each chunk from their `Choice`s.
+
+The stream's end — the chunk of its last finish reason, any usage chunk, `data: [DONE]` and the chunked body's
+terminator — goes out in one write, as one TCP segment: they are ready together, and a client that sees one segment
+knows that they all arrived at its one receive time (`harness.client.stamped_socket`), where separate writes would
+leave it unable to tell how long before the last of them the first one came. A fault that stalls or resets the
+stream after one of them writes what is held first.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class _Stream:
         self.tokens = 0
         self.cached_tokens: int | None = None
         self.first_token_s: float | None = None
+        self.ending = False  # every choice has finished: what is written now is held for the end's one write
+        self.held: list[bytes] = []
 
     @property
     def usage(self) -> Usage:
@@ -66,10 +74,9 @@ class _Stream:
         trace = self.trace
         if trace is not None:  # stamped as it is written, as the chunks are: not after the write yields
             trace.end_ns = time.perf_counter_ns()
-        await self.resp.write(self.plan.done())
+        await self.flush(self.plan.done(), end=True)
         if trace is not None:
             trace.end_written_ns = time.perf_counter_ns()
-        await self.resp.write_eof()
 
     async def write_one(self) -> None:
         only = self.choices[0]
@@ -106,6 +113,7 @@ class _Stream:
         parts = choice.add(self.plan.stream_delta(delta, self.tokens, self.gen.req))
         if delta.finish_reason is not None:
             self.unfinished -= 1
+            self.ending = self.unfinished == 0
         has_token = delta.token_count > 0
         for n, part in enumerate(parts):
             last = self.unfinished == 0 and n == len(parts) - 1 and part.get("finish_reason") is not None
@@ -115,9 +123,12 @@ class _Stream:
         """Chunk number `index`, as the events the fault plan makes of it, then any stall or reset after it."""
         for event in self.plan.events(self.index, chunk):
             await self.write(event, has_token)
-        if stall := self.plan.stall_ms(self.index):
+        stall, reset = self.plan.stall_ms(self.index), self.plan.reset_after(self.index)
+        if stall or reset:
+            await self.flush()
+        if stall:
             await asyncio.sleep(stall / 1000)
-        if self.plan.reset_after(self.index):
+        if reset:
             raise _InjectedReset
         self.index += 1
 
@@ -125,9 +136,24 @@ class _Stream:
         trace = self.trace
         if trace is not None:
             trace.mark_chunk(has_token)
+        if self.ending:
+            self.held.append(event)
+            return
         await self.resp.write(event)
         if trace is not None:
             trace.wrote_chunk()
+
+    async def flush(self, last: bytes = b"", end: bool = False) -> None:
+        """Write what is held, then `last`, in one write; with `end`, the body's terminator in the same write."""
+        data = b"".join([*self.held, last])
+        if end:
+            await self.resp.write_eof(data)
+        elif data:
+            await self.resp.write(data)
+        if (trace := self.trace) is not None:
+            for _ in self.held:
+                trace.wrote_chunk()
+        self.held.clear()
 
 
 async def stream(gen: Generation) -> web.StreamResponse:
@@ -150,7 +176,7 @@ async def stream(gen: Generation) -> web.StreamResponse:
         log.exception("engine failed during %s", gen.ident)
         error = APIError(500, "The engine failed while generating.", type="server_error", code="engine_error")
         with contextlib.suppress(ConnectionResetError):
-            await resp.write(sse(error.envelope()))
+            await out.flush(sse(error.envelope()))
         return resp
     gen.account(out.usage, out.first_token_s)
     return resp

@@ -7,9 +7,11 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -123,3 +125,66 @@ async def test_the_openai_profile_sends_usage_in_a_chunk_of_its_own_when_asked()
     assert asked[-1]["choices"] == [] and asked[-1]["usage"]["completion_tokens"] == 2
     assert all(c["usage"] is None for c in asked[:-1])
     assert all("usage" not in c for c in unasked)
+
+
+async def writes_of(profile: Profile, headers: dict[str, str] | None = None, **body: Any) -> list[tuple[str, bytes]]:
+    """Every write of a streamed response's body, as (the method, its bytes)."""
+    calls: list[tuple[str, bytes]] = []
+    write, write_eof = web.StreamResponse.write, web.StreamResponse.write_eof
+
+    async def noted_write(self: web.StreamResponse, data: bytes) -> None:
+        calls.append(("write", bytes(data)))
+        await write(self, data)
+
+    async def noted_write_eof(self: web.StreamResponse, data: bytes = b"") -> None:
+        calls.append(("write_eof", bytes(data)))
+        await write_eof(self, data)
+
+    with (
+        mock.patch.object(web.StreamResponse, "write", noted_write),
+        mock.patch.object(web.StreamResponse, "write_eof", noted_write_eof),
+    ):
+        async with serving(profile) as client:
+            await (await post(client, headers, **body)).read()
+    return [(method, data) for method, data in calls if data]  # aiohttp ends every response again, with nothing
+
+
+@pytest.mark.parametrize(
+    ("profile", "body", "last_events"),
+    [
+        ("anyscale", {}, 2),  # the finish reason with the usage, then [DONE]
+        ("openai", {"stream_options": {"include_usage": True}}, 3),  # the finish reason, the usage, [DONE]
+        ("anyscale", {"n": 2}, 2),
+    ],
+)
+async def test_the_stream_s_end_goes_out_in_one_write(profile: Profile, body: dict[str, Any], last_events: int) -> None:
+    # One write is one segment on the wire: a client that counts one segment knows all of it arrived at one time.
+    calls = await writes_of(profile, max_tokens=3, ignore_eos=True, **body)
+    method, data = calls[-1]
+    assert method == "write_eof" and data.endswith(b"data: [DONE]\n\n")
+    ended = events(data)
+    assert len(ended) == last_events and b'"finish_reason":"length"' in ended[0]
+    earlier = b"".join(data for _, data in calls[:-1])
+    assert b"[DONE]" not in earlier
+    # With n = 2 the first choice to finish is written as it comes: only the stream's last finish is held.
+    assert earlier.count(b'"finish_reason":"length"') == body.get("n", 1) - 1
+
+
+async def test_a_stall_after_the_last_chunk_writes_it_before_stalling() -> None:
+    # `stall:N` stalls after chunk 1; with one token, chunk 1 (after the role) is the last: it must not wait.
+    async with serving() as client:
+        resp = await post(client, {"x-fault": "stall:150", "x-trace-timing": "1"}, max_tokens=1, ignore_eos=True)
+        sent = chunks(await resp.read())
+        trace = await (
+            await client.get(
+                f"/debug/traces/{resp.headers['x-request-id']}", headers={"Authorization": f"Bearer {KEY}"}
+            )
+        ).json()
+    assert sent[-1]["choices"][0]["finish_reason"] == "length"
+    assert trace["end_ns"] - trace["chunk_written_ns"][-1] >= 150_000_000
+
+
+async def test_a_reset_after_the_last_chunk_writes_it_before_the_reset() -> None:
+    async with serving() as client:
+        received, cut = await read_until_cut(await post(client, {"x-fault": "reset:2"}, max_tokens=1, ignore_eos=True))
+    assert cut and len(events(received)) == 2 and b'"finish_reason":"length"' in received
