@@ -7,11 +7,14 @@ run's own records. The model, per request (times on the client's monotonic clock
 - **send** — `sent_ns` is stamped just before the write of the request's bytes and `written_ns` when that write
   returned: the bytes left at some moment in [sent, written].
 - **reads** — each read of a response is stamped with the kernel's receive time of its last segment (records
-  with `kernel_timed`), or with the time the client's loop read it. An event that ended where its read ended
-  arrived at that stamp. Any other event of the read arrived no later than the stamp, and after the connection's
-  previous read (which emptied the socket) or after what the loop's selector knows for certain; and, when that
-  read came in an iteration woken from a wait, no sooner than the wake-up less the step's largest measured
-  wake-up latency (`harness.client.selector`; an estimate). `chunk_early_ns` and `end_early_ns` hold both.
+  with `kernel_timed`), or with the time the client's loop read it. Every event of a read that the kernel counted
+  as one segment arrived at that stamp (`harness.client.stamped_socket`), and so did an event that ended where its
+  read ended (for a kernel-timed read, only if the body's end did not come after it in the same read: the
+  terminator may have been the last segment). Any other event of the read arrived no later than the stamp, and
+  after the connection's previous read (which emptied the socket) or after what the loop's selector knows for
+  certain; and, when that read came in an iteration woken from a wait, no sooner than the wake-up less the step's
+  largest measured wake-up latency (`harness.client.selector`; an estimate). `chunk_early_ns` and `end_early_ns`
+  hold both.
 - **loop** — a read that the loop, not the kernel, timed may also be late by however long the loop took to come
   round to it. That is bounded by the step's largest event-loop lag (`harness.load.meters.LoopMonitor`): an
   estimate from samples every 20 ms, not a proof. With kernel stamps (the default client on asyncio's loop) it is 0.

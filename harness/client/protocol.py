@@ -46,12 +46,17 @@ class Read:
     `kernel_timed`, else when the loop read them); `floor_ns`, before which none of them had arrived (the
     connection's previous read, which emptied the socket, the send of the request they answer, or what the loop's
     selector knows: `harness.client.selector`); and `woke_ns`, when not None, the wake-up that none of them arrived
-    sooner than, less the wake-up latency."""
+    sooner than, less the wake-up latency. `exact`: the read was one TCP segment, so all its bytes arrived at
+    `at_ns` (`floor_ns` is then `at_ns`). `ended`: the kernel timed a read of several segments that also brought
+    the body's end (a chunked body's terminator) after its last event, which then did not necessarily come in the
+    last segment. (A read the loop timed is late for all its bytes by the loop's lag alike.)"""
 
     at_ns: int
     floor_ns: int
     kernel_timed: bool
     woke_ns: int | None = None
+    exact: bool = False
+    ended: bool = False
 
 
 Feed = Callable[[bytes, Read], None]
@@ -223,7 +228,12 @@ class TimedProtocol(ResponseHandler):
 
     def data_received(self, data: bytes) -> None:
         read = self._read()
+        before = internals.payload(self)
+        open_before = before is not None and not before.is_eof()
         super().data_received(data)
+        if read.kernel_timed and not read.exact:  # a stamp of the last segment, which may be the terminator's
+            after = internals.payload(self)
+            read.ended = after is not None and after.is_eof() and (open_before or after is not before)
         if self._feed is not None:  # followed: out of aiohttp's buffer, into the queue, with this read's time
             if body := self._buffered():
                 self._parses.add(self, body, read)
@@ -256,6 +266,8 @@ class TimedProtocol(ResponseHandler):
         self._unwatched = internals.reading_paused(self)
         if stamped.drained:  # else bytes that arrived before this read may still wait in the socket
             self.floor_ns = stamped.read_ns
+        if stamped.kernel_timed and stamped.segments == 1:  # one segment: every byte arrived at its one stamp
+            return Read(stamped.arrived_ns, stamped.arrived_ns, True, None, exact=True)
         return Read(stamped.arrived_ns, floor, stamped.kernel_timed, woke)
 
     def resume_reading(self, resume_parser: bool = True) -> None:

@@ -183,11 +183,12 @@ class Client:
         def feed(data: bytes, read: Read) -> None:
             events = parser.feed(data)
             at = read.at_ns
-            if len(events) == 1 and not parser.midway:  # the usual read: one event, ending it, exactly timed
+            ends = not parser.midway and not read.ended  # its last event ended the read
+            if read.exact or (len(events) == 1 and ends):  # the usual read: one event, or one segment; exact
                 state.events(events, at, 0, None, True, read.kernel_timed)
                 return
             woke = None if read.woke_ns is None else at - read.woke_ns
-            state.events(events, at, max(0, at - read.floor_ns), woke, not parser.midway, read.kernel_timed)
+            state.events(events, at, max(0, at - read.floor_ns), woke, ends, read.kernel_timed)
 
         try:
             if timed is not None:

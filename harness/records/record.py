@@ -61,7 +61,8 @@ class Record:
 
     Arrival stamps are the kernel's when `kernel_timed` (every read that completed an event carried its receive
     time), else the client's loop read the clock. Either way a stamp is of the read, and a read can bring several
-    events: all but one that ends the read may have arrived earlier, as early as the connection's previous read.
+    events: unless the kernel counted the read as one segment, all but one that ends the read may have arrived
+    earlier, as early as the connection's previous read.
     `chunk_early_ns` lists `[index, ns, woke]` for each content chunk that may have arrived up to `ns` before its
     stamp (none for a chunk alone in its read); `woke`, when not None, is its stamp less a wake-up of the client's
     loop that it arrived no sooner than, less the wake-up latency (`harness.client.selector`). `end_early_ns` is `[ns,

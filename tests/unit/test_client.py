@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import socket
@@ -22,6 +23,7 @@ from harness.client.protocol import Outgoing, ParseQueue, Read, TimedProtocol, f
 from harness.client.release import Release
 from harness.client.request import ApiKey, ClientConfig, request_body
 from harness.client.session import Client
+from harness.client.stamped_socket import StampedSocket
 from harness.records.record import Record
 from harness.records.sse import SSEParser
 from harness.records.stream import retry_after_s
@@ -566,7 +568,10 @@ def answer_with_a_burst_at_the_end(listener: socket.socket) -> None:
         conn.recv(1)
 
 
-def test_a_chunk_read_with_done_after_the_loop_slept_is_known_to_the_wake_up_latency_not_the_whole_gap() -> None:
+def burst_at_the_end(segments: int | None) -> tuple[Record, int]:
+    """The record of `answer_with_a_burst_at_the_end`, with its reads counted as `segments` (None: the kernel's
+    count), and the wake-up latency its loop measured."""
+
     async def main() -> tuple[Record, int]:
         with socket.create_server(("127.0.0.1", 0)) as listener:
             server = threading.Thread(target=answer_with_a_burst_at_the_end, args=(listener,))
@@ -579,14 +584,33 @@ def test_a_chunk_read_with_done_after_the_loop_slept_is_known_to_the_wake_up_lat
         assert timed is not None
         return found, timed.take_wake_max()
 
-    with asyncio.Runner(loop_factory=selector.new_event_loop) as runner:
-        record, wake_ns = runner.run(main())
+    with contextlib.ExitStack() as stack:
+        if segments is not None:
+            stack.enter_context(mock.patch.object(StampedSocket, "_count", return_value=segments))
+        with asyncio.Runner(loop_factory=selector.new_event_loop) as runner:
+            return runner.run(main())
+
+
+def test_a_chunk_read_with_done_in_one_segment_is_exact() -> None:
+    # The burst is one write of under a segment's size: the kernel counts one segment, so every event of the read
+    # (the last chunk, [DONE], the body's terminator) arrived at its one timestamp.
+    record, _ = burst_at_the_end(None)
+    assert record.error_kind is None and record.kernel_timed, record.error_detail
+    assert len(record.chunk_ns) == 2 and record.end_ns == record.chunk_ns[-1]
+    assert record.chunk_early_ns == () and record.end_early_ns == ()
+
+
+def test_a_chunk_read_with_done_in_several_segments_is_known_to_the_wake_up_latency_not_the_whole_gap() -> None:
+    record, wake_ns = burst_at_the_end(2)
     assert record.error_kind is None and record.kernel_timed, record.error_detail
     # The last content chunk came in one read with [DONE]: it may have come as early as the read before, 40 ms
     # earlier — but that read's iteration slept and woke at the burst, so no sooner than the wake-up latency.
     ((index, sure, woke),) = record.chunk_early_ns
     assert index == 1 and sure is not None and sure >= 35_000_000 and woke is not None
     assert bounds.early_ms(sure, woke, wake_ns / 1e6) < 5.0
+    # [DONE] came with the body's terminator, which may have been the later segment: [DONE] too is bounded so.
+    done_sure, done_woke = record.end_early_ns
+    assert done_sure == sure and done_woke == woke
 
 
 async def test_a_requests_own_headers_go_with_the_clients_and_its_text_is_kept_when_asked() -> None:

@@ -71,6 +71,36 @@ def test_a_read_the_kernel_did_not_time_is_timed_now_and_never_before_the_read_b
     assert before <= ours.arrived_ns <= time.perf_counter_ns()
 
 
+def test_a_read_of_one_send_is_one_segment_and_of_two_sends_two(pair: tuple[StampedSocket, socket.socket]) -> None:
+    ours, peer = pair
+    peer.sendall(b"chunk and [DONE] in one write")
+    time.sleep(0.01)
+    assert ours.recv(100) == b"chunk and [DONE] in one write"
+    assert ours.segments == 1
+    peer.sendall(b"chunk")
+    peer.sendall(b"[DONE]")
+    time.sleep(0.01)
+    assert ours.recv(100) == b"chunk[DONE]"
+    assert ours.segments == 2
+
+
+def test_a_read_that_left_bytes_behind_makes_the_next_count_unknown(pair: tuple[StampedSocket, socket.socket]) -> None:
+    ours, peer = pair
+    peer.sendall(b"first")
+    time.sleep(0.01)
+    assert ours.recv(2) == b"fi"  # the segment is counted; its other bytes are left for the next read
+    assert ours.segments == 1
+    peer.sendall(b"second")
+    time.sleep(0.01)
+    # "rst" came in the segment counted before: the count since then (1) would say one segment for two.
+    assert ours.recv(100) == b"rstsecond"
+    assert ours.segments is None
+    peer.sendall(b"third")
+    time.sleep(0.01)
+    assert ours.recv(100) == b"third"
+    assert ours.segments == 1  # that read took every byte: counting is sure again
+
+
 async def test_asyncio_s_loop_gets_stamped_sockets_and_finds_them_from_the_transport() -> None:
     loop = asyncio.get_running_loop()
     make = stamped_socket.factory(loop)
