@@ -5,7 +5,8 @@ far the true value can lie from it because of the client. Nothing here is a fixe
 run's own records. The model, per request (times on the client's monotonic clock):
 
 - **send** — `sent_ns` is stamped just before the write of the request's bytes and `written_ns` when that write
-  returned: the bytes left at some moment in [sent, written].
+  returned: the bytes left at some moment in [sent, written]. When the kernel reported the time it sent the last
+  byte (`harness.client.stamped_socket`), both are that time and the width is 0.
 - **reads** — each read of a response is stamped with the kernel's receive time of its last segment (records
   with `kernel_timed`), or with the time the client's loop read it. Every event of a read that the kernel counted
   as one segment arrived at that stamp (`harness.client.stamped_socket`), and so did an event that ended where its

@@ -142,9 +142,16 @@ class HeldTransport:
             os.close(fd)
         if not self._restore():
             raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
-        self._stamp(time.perf_counter_ns())
+        sent = time.perf_counter_ns()
+        self._stamp(sent)
         self.real.write(data)
-        self._outgoing.record.written_ns = time.perf_counter_ns() - self._outgoing.origin_ns
+        written = time.perf_counter_ns()
+        left = self._protocol.sent_ns() if not self.real.get_write_buffer_size() else None
+        record, origin = self._outgoing.record, self._outgoing.origin_ns
+        if left is not None and sent <= left <= written:  # the kernel said when the last byte went: exactly then
+            sent = written = left
+            record.sent_ns = sent - origin
+        record.written_ns = written - origin
 
     def writelines(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(chunks))
@@ -269,6 +276,10 @@ class TimedProtocol(ResponseHandler):
         if stamped.kernel_timed and stamped.segments == 1:  # one segment: every byte arrived at its one stamp
             return Read(stamped.arrived_ns, stamped.arrived_ns, True, None, exact=True)
         return Read(stamped.arrived_ns, floor, stamped.kernel_timed, woke)
+
+    def sent_ns(self) -> int | None:
+        """When the kernel sent the last byte of the connection's latest `send`, if it said (asyncio's loop)."""
+        return None if self._stamped is None else self._stamped.sent_ns
 
     def resume_reading(self, resume_parser: bool = True) -> None:
         # aiohttp's body reader calls this after every read it hands out (3.14: whether or not anything was

@@ -13,6 +13,11 @@ this read's bytes — the count since the previous read, when that read had take
 segment counted before belongs to this read) and nothing came out of order. A count of 1 means every byte of the
 read arrived at its one timestamp. Any doubt gives None, which the protocol treats as several.
 
+Writes are timed too: asyncio's transport writes with the socket's `send`, which this socket makes a `sendmsg`
+asking the kernel for the time it sent the write's last byte (`SO_TIMESTAMPING`), read back from the socket's error
+queue at once (on loopback the kernel stamps within the write). `sent_ns` is that time, or None when the kernel
+gave none in time; one that comes later is taken off the queue by the next read, so that it never wakes the loop.
+
 uvloop reads its sockets in C and never calls `recv`: a connection on uvloop has no stamped socket (`of` says None)
 and its protocol reads the clock as before. Linux only (`SO_TIMESTAMPNS`); elsewhere `factory` returns None and
 aiohttp makes its own sockets.
@@ -46,10 +51,23 @@ class StampedSocket(socket.socket):
     After each read: `arrived_ns` is when its last segment reached the socket (0: no read yet), `kernel_timed`
     whether the kernel said so (else it is the time of the read), `read_ns` when the read was made, and `drained`
     whether it emptied the socket (a read that filled the buffer may have left bytes that arrived before it), and
-    `segments` how many TCP segments at most brought its bytes (None: unknown).
+    `segments` how many TCP segments at most brought its bytes (None: unknown). After each `send`: `sent_ns`, when
+    the kernel sent its last byte (None: not known).
     """
 
-    __slots__ = ("_clean", "_consumed", "_segs_in", "arrived_ns", "drained", "kernel_timed", "read_ns", "segments")
+    __slots__ = (
+        "_clean",
+        "_consumed",
+        "_owed",
+        "_segs_in",
+        "_sends_timed",
+        "arrived_ns",
+        "drained",
+        "kernel_timed",
+        "read_ns",
+        "segments",
+        "sent_ns",
+    )
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         super().__init__(family, type, proto, fileno)
@@ -61,10 +79,23 @@ class StampedSocket(socket.socket):
         self._consumed = 0  # bytes read so far
         self._segs_in = 0  # data segments received by the previous read's count
         self._clean = True  # that count covered no byte that the previous read left behind
+        self.sent_ns: int | None = None
+        self._owed = False  # a send's time is still to come on the error queue
         kerneltime.enable(self)
+        self._sends_timed = kerneltime.enable_sends(self)
         _OPEN[self.fileno()] = self
 
+    def send(self, data: Any, flags: int = 0, /) -> int:
+        if not self._sends_timed:
+            return super().send(data, flags)
+        count = self.sendmsg([data], kerneltime.SEND_ANCILLARY, flags)
+        self.sent_ns = kerneltime.sent_ns(self)
+        self._owed = self.sent_ns is None
+        return count
+
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        if self._owed:  # a send's time that came late: off the queue, or it would wake the loop again and again
+            self._owed = kerneltime.sent_ns(self) is None
         data, ancillary, _, _ = self.recvmsg(bufsize, kerneltime.ANCILLARY_SIZE, flags)
         self.read_ns = time.perf_counter_ns()
         kernel = kerneltime.arrival_ns(ancillary)

@@ -52,7 +52,8 @@ class Record:
     lost to those retries, from the first send to the last.
     `dispatched_ns` is when the client took the request up and began building it (in an open loop, ahead of its
     scheduled time); `sent_ns` is when its bytes were handed to the socket, where TTFT and E2E start (stamped just
-    before the write), and `written_ns` when that write returned: the bytes left within [sent_ns, written_ns].
+    before the write), and `written_ns` when that write returned: the bytes left within [sent_ns, written_ns]. When
+    the kernel said when it sent the last byte (the loop's own writes on asyncio's loop), both are that time.
     `warmup` says the request was *scheduled* during its step's warm-up; `harness.analysis.service` decides which
     requests a step measures. `user` is the closed-loop user that sent it (None in an open loop).
 

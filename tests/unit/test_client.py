@@ -124,6 +124,32 @@ async def test_sent_is_when_the_request_was_written_not_when_the_client_took_it_
     assert record.sent_ns <= record.headers_ns <= done
 
 
+async def test_on_asyncio_s_loop_a_request_is_sent_at_the_kernel_s_send_time_inside_its_write() -> None:
+    # The write's bracket [before, after] is the send's uncertainty unless the kernel says when the bytes went:
+    # then the record's send is that one time, inside the bracket (a thread preempted in its write is no cause).
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await stream(request, GOOD)
+
+    writes: list[tuple[int, int]] = []
+    real_write = asyncio.selector_events._SelectorSocketTransport.write
+
+    def bracketed(transport: asyncio.Transport, data: bytes) -> None:
+        before = time.perf_counter_ns()
+        real_write(transport, data)
+        if bytes(data[:5]) == b"POST ":  # the client's; the server's writes go through here too
+            writes.append((before, time.perf_counter_ns()))
+
+    async for base_url in serve(handler):
+        cfg = ClientConfig(base_url=base_url, model=MODEL)
+        async with Client(cfg, [ApiKey("k1", "secret")], connections=4, origin_ns=0) as client:
+            with mock.patch.object(asyncio.selector_events._SelectorSocketTransport, "write", bracketed):
+                record = await client.send(request_body(cfg, None, "hi", 3), Record(index=0))
+    assert record.error_kind is None and record.kernel_timed, record.error_detail
+    ((before, after),) = writes
+    assert record.sent_ns is not None and record.sent_ns == record.written_ns
+    assert before <= record.sent_ns <= after
+
+
 def answer_in_a_thread(listener: socket.socket, got: threading.Event, go: threading.Event, written: list[int]) -> None:
     """A server on its own thread: read one request, say so, wait for `go`, then stream the answer write by write."""
     conn, _ = listener.accept()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -99,6 +101,23 @@ def test_a_read_that_left_bytes_behind_makes_the_next_count_unknown(pair: tuple[
     time.sleep(0.01)
     assert ours.recv(100) == b"third"
     assert ours.segments == 1  # that read took every byte: counting is sure again
+
+
+def test_a_send_carries_the_kernel_s_send_time_and_a_plain_write_queues_none(
+    pair: tuple[StampedSocket, socket.socket],
+) -> None:
+    ours, peer = pair
+    before = time.perf_counter_ns()
+    assert ours.send(b"request") == 7
+    after = time.perf_counter_ns()
+    assert ours.sent_ns is not None and before - SLACK_NS <= ours.sent_ns <= after + SLACK_NS
+    # A write that does not go through `send` (the pacer's, on a duplicate descriptor) asks for no time: nothing
+    # waits on the error queue, which would wake the loop (POLLERR) until read.
+    os.write(ours.fileno(), b"more")
+    poller = select.poll()
+    poller.register(ours, select.POLLIN)
+    assert poller.poll(0) == []
+    assert peer.recv(100) == b"requestmore"
 
 
 async def test_asyncio_s_loop_gets_stamped_sockets_and_finds_them_from_the_transport() -> None:
