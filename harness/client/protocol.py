@@ -235,10 +235,11 @@ class TimedProtocol(ResponseHandler):
 
     def data_received(self, data: bytes) -> None:
         read = self._read()
-        before = internals.payload(self)
+        watch = read.kernel_timed and not read.exact  # a stamp of the last segment, which may be the terminator's
+        before = internals.payload(self) if watch else None
         open_before = before is not None and not before.is_eof()
         super().data_received(data)
-        if read.kernel_timed and not read.exact:  # a stamp of the last segment, which may be the terminator's
+        if watch:
             after = internals.payload(self)
             read.ended = after is not None and after.is_eof() and (open_before or after is not before)
         if self._feed is not None:  # followed: out of aiohttp's buffer, into the queue, with this read's time
