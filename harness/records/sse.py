@@ -43,6 +43,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events that `chunk` completes, in order."""
+        if not chunk:
+            return []  # nothing to parse, and a CR held from the last read must still meet the LF that may follow
         if not self._started:
             chunk, self._tail = self._tail + chunk, b""
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):

@@ -64,6 +64,15 @@ def test_crlf_and_cr_line_ends_are_line_ends(newline: bytes) -> None:
     assert parser.close() is False
 
 
+def test_an_empty_read_between_a_cr_and_its_lf_keeps_them_one_line_end() -> None:
+    # Found by the property test in CI: the empty read forgot the held CR, so the LF became a blank line
+    # that dispatched the event before its last (empty) data line.
+    parser = SSEParser()
+    pieces = [b"data: a\r", b"", b"\ndata: \r\n\r\n"]
+    assert feed_all(parser, pieces) == [(b"", b"a\n")]
+    assert parser.close() is False
+
+
 def test_an_event_is_dispatched_only_by_its_blank_line() -> None:
     parser = SSEParser()
     assert parser.feed(b'data: {"a": 1}\n') == []
