@@ -53,8 +53,7 @@ class _Stream:
         self.tokens = 0
         self.cached_tokens: int | None = None
         self.first_token_s: float | None = None
-        self.ending = False  # every choice has finished: what is written now is held for the end's one write
-        self.held: list[bytes] = []
+        self.held: list[bytes] = []  # written once every choice has finished: kept for the end's one write
 
     @property
     def usage(self) -> Usage:
@@ -113,7 +112,6 @@ class _Stream:
         parts = choice.add(self.plan.stream_delta(delta, self.tokens, self.gen.req))
         if delta.finish_reason is not None:
             self.unfinished -= 1
-            self.ending = self.unfinished == 0
         has_token = delta.token_count > 0
         for n, part in enumerate(parts):
             last = self.unfinished == 0 and n == len(parts) - 1 and part.get("finish_reason") is not None
@@ -136,7 +134,7 @@ class _Stream:
         trace = self.trace
         if trace is not None:
             trace.mark_chunk(has_token)
-        if self.ending:
+        if not self.unfinished:  # the stream's end: held for its one write
             self.held.append(event)
             return
         await self.resp.write(event)
