@@ -25,8 +25,22 @@ def pair() -> Iterator[tuple[StampedSocket, socket.socket]]:
         ours = StampedSocket(socket.AF_INET, socket.SOCK_STREAM)
         ours.connect(listener.getsockname())
         peer, _ = listener.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each `sendall` is its own segment, sent at once
     with ours, peer:
         yield ours, peer
+
+
+def held(sock: socket.socket, size: int) -> None:
+    """Wait until `size` bytes wait in `sock` (a peek by the plain socket's `recv`: no stamp, no count)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            if len(socket.socket.recv(sock, size, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= size:
+                return
+        except BlockingIOError:
+            pass
+        assert time.monotonic() < deadline, f"{size} bytes did not arrive"
+        time.sleep(0.001)
 
 
 def test_a_read_is_timed_when_its_bytes_arrived_not_when_they_were_read(
@@ -76,12 +90,12 @@ def test_a_read_the_kernel_did_not_time_is_timed_now_and_never_before_the_read_b
 def test_a_read_of_one_send_is_one_segment_and_of_two_sends_two(pair: tuple[StampedSocket, socket.socket]) -> None:
     ours, peer = pair
     peer.sendall(b"chunk and [DONE] in one write")
-    time.sleep(0.01)
+    held(ours, 29)
     assert ours.recv(100) == b"chunk and [DONE] in one write"
     assert ours.segments == 1
     peer.sendall(b"chunk")
     peer.sendall(b"[DONE]")
-    time.sleep(0.01)
+    held(ours, 11)
     assert ours.recv(100) == b"chunk[DONE]"
     assert ours.segments == 2
 
@@ -89,16 +103,16 @@ def test_a_read_of_one_send_is_one_segment_and_of_two_sends_two(pair: tuple[Stam
 def test_a_read_that_left_bytes_behind_makes_the_next_count_unknown(pair: tuple[StampedSocket, socket.socket]) -> None:
     ours, peer = pair
     peer.sendall(b"first")
-    time.sleep(0.01)
+    held(ours, 5)
     assert ours.recv(2) == b"fi"  # the segment is counted; its other bytes are left for the next read
     assert ours.segments == 1
     peer.sendall(b"second")
-    time.sleep(0.01)
+    held(ours, 9)
     # "rst" came in the segment counted before: the count since then (1) would say one segment for two.
     assert ours.recv(100) == b"rstsecond"
     assert ours.segments is None
     peer.sendall(b"third")
-    time.sleep(0.01)
+    held(ours, 5)
     assert ours.recv(100) == b"third"
     assert ours.segments == 1  # that read took every byte: counting is sure again
 
